@@ -1,0 +1,49 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("MPLBACKEND", "Agg")  # headless, as on CI
+# Test models are tiny: one thread each, so a test and the script it starts never fight over cores.
+os.environ["OMP_NUM_THREADS"] = "1"
+
+from idx import fake_digits, real_mnist_root, write_dataset  # noqa: E402
+
+# Small models and batches: a step takes about a millisecond, so whole runs fit in a test.
+SMALL = ["--g_widths=(32,64)", "--d_widths=(64,32)", "--z_dim=8", "--batch_size=16", "--device=cpu"]
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory):
+    """A folder holding the four IDX files (gzipped), 256 training images."""
+    return write_dataset(tmp_path_factory.mktemp("tiny"), fake_digits(256), fake_digits(64, seed=1))
+
+
+@pytest.fixture(scope="session")
+def real_root(tmp_path_factory):
+    """A torchvision MNIST root from ../shared's real test digits (train = the 10k tiled 6x)."""
+    root = real_mnist_root(tmp_path_factory.mktemp("real"))
+    if root is None:
+        pytest.skip("../shared/data/MNIST/raw is absent")
+    return root
+
+
+@pytest.fixture
+def gan(monkeypatch):
+    """basic_gan with its constants restored after the test, since main() overrides them."""
+    import basic_gan
+    for k in basic_gan.CONFIG_KEYS:
+        monkeypatch.setattr(basic_gan, k, getattr(basic_gan, k))
+    return basic_gan
+
+
+def run_script(*args, cwd, timeout=120, script="basic_gan.py"):
+    """Run a script of the repo as a user would, from `cwd`."""
+    env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)

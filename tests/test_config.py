@@ -1,0 +1,106 @@
+"""The constants block and the command line generated from it."""
+import math
+
+import pytest
+
+from conftest import SMALL, run_script
+
+
+def test_every_constant_is_an_option(gan):
+    for name in ("epochs", "batch_size", "lr", "z_dim", "info_step", "device", "seed", "data_dir",
+                 "out_dir", "max_steps", "dataset", "g_widths", "d_widths", "resume", "sample"):
+        assert name in gan.CONFIG_KEYS
+    assert "Generator" not in gan.CONFIG_KEYS and "CONFIG_KEYS" not in gan.CONFIG_KEYS
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--epochs=3", "--lr=1e-4"], {"epochs": 3, "lr": 1e-4}),
+    (["--epochs", "3"], {"epochs": 3}),
+    (["--lr=1"], {"lr": 1.0}),                       # an int where a float is expected is fine
+    (["--resume"], {"resume": True}),               # a bare flag means True
+    (["--resume=false"], {"resume": False}),
+    (["--g_widths=(64,128)"], {"g_widths": (64, 128)}),
+    (["--g_widths=[64]"], {"g_widths": (64,)}),
+    (["--device=cpu", "--out_dir=runs/a b"], {"device": "cpu", "out_dir": "runs/a b"}),
+    (["--data-dir=/x"], {"data_dir": "/x"}),       # dashes work like underscores
+])
+def test_parse_args(gan, argv, expected):
+    assert gan.parse_args(argv) == expected
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epoch=3"], "unknown option --epoch; did you mean --epochs?"),
+    (["--epochs=3.5"], "--epochs must be a int like 20, got '3.5'"),
+    (["--lr=fast"], "--lr must be a float"),
+    (["--resume=yes"], "--resume must be a bool"),
+    (["--g_widths=(64,1.5)"], "--g_widths must be a tuple of ints"),
+    (["--epochs"], "--epochs needs a value"),
+    (["epochs=3"], "unexpected argument 'epochs=3'"),
+])
+def test_parse_errors_are_one_line(gan, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        gan.parse_args(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"batch_size": 0}, "batch_size must be > 0"),
+    ({"z_dim": -1}, "z_dim must be > 0"),
+    ({"info_step": 0}, "info_step must be > 0"),
+    ({"epochs": -1}, "epochs must be >= 0"),
+    ({"g_widths": (64, 0)}, "g_widths must be a non-empty tuple"),
+    ({"d_widths": ()}, "d_widths must be a non-empty tuple"),
+    ({"lr": 0.0}, "lr must be > 0"),
+    ({"lr": math.nan}, "lr must be a finite number"),
+    ({"lr": math.inf}, "lr must be a finite number"),
+    ({"device": "tpu"}, "device must be one of auto, cpu, cuda, mps"),
+    ({"dataset": "CIFAR10"}, "dataset must be one of MNIST, FashionMNIST"),
+    ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16"),
+    ({"ema_decay": 1.0}, "ema_decay must be in [0, 1)"),
+])
+def test_impossible_values_are_refused(gan, capsys, overrides, message):
+    for k, v in overrides.items():
+        setattr(gan, k, v)
+    with pytest.raises(SystemExit) as exit_:
+        gan.check_config()
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_help_lists_constants_with_comments(tmp_path):
+    result = run_script("--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "--epochs" in result.stdout and "passes over the 60k training images" in result.stdout
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epoch=1"], "did you mean --epochs?"),
+    (["--lr=nan"], "--lr must be a float"),
+    (["--lr=1e999"], "lr must be a finite number"),
+    (["--batch_size=-5"], "batch_size must be > 0"),
+    (["--dataset=KMNIST"], "dataset must be one of"),
+    (["--data_dir=afile"], "data_dir 'afile' is a file"),
+    (["--out_dir=afile/out"], "out_dir 'afile/out' is not writable"),
+    (["--resume"], "no checkpoint.pt in out"),
+    (["--sample=4"], "no generator.pth in out"),
+])
+def test_bad_input_exits_2_with_one_line_and_touches_nothing(tmp_path, tiny_data, args, message):
+    (tmp_path / "afile").write_text("not a folder")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    defaults = [f"--data_dir={tiny_data}", "--out_dir=out", *SMALL[:2]]
+    result = run_script(*defaults, *args, cwd=tmp_path)  # later options win
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # out_dir not even created
+
+
+def test_cuda_asked_for_without_a_gpu(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    result = run_script("--device=cuda", cwd=tmp_path)
+    assert result.returncode == 2 and "torch sees no CUDA GPU" in result.stderr
+    assert not any(tmp_path.iterdir())

@@ -1,0 +1,85 @@
+"""The MNIST DataLoader: IDX files decoded once, batched by index; clear errors for bad files."""
+import gzip
+
+import pytest
+import torch
+from torchvision import datasets, transforms
+
+from idx import fake_digits, idx_bytes, write_dataset, write_idx
+
+
+def test_read_idx_plain_and_gzipped(gan, tmp_path):
+    images, labels = fake_digits(10)
+    write_idx(tmp_path / "a.gz", images)
+    write_idx(tmp_path / "b", labels)
+    assert torch.equal(gan.read_idx(tmp_path / "a.gz"), images)
+    assert torch.equal(gan.read_idx(tmp_path / "b"), labels)
+
+
+@pytest.mark.parametrize("corrupt, message", [
+    (lambda b: b[:-100], "is truncated or corrupt: 7756 bytes, its header says 7856"),
+    (lambda b: (1234).to_bytes(4, "big") + b[4:], "is not an IDX file: magic number 1234"),
+    (lambda b: b"", "is not an IDX file: magic number 0"),
+])
+def test_read_idx_refuses_bad_files(gan, capsys, tmp_path, corrupt, message):
+    path = tmp_path / "train-images-idx3-ubyte"
+    path.write_bytes(corrupt(idx_bytes(fake_digits(10)[0])))
+    with pytest.raises(SystemExit) as exit_:
+        gan.read_idx(path)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and f"{path} {message}" in err and err.count("\n") == 1
+
+
+def test_read_idx_names_a_corrupt_gzip(gan, capsys, tmp_path):
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    data = gzip.compress(idx_bytes(fake_digits(10)[0]))
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SystemExit):
+        gan.read_idx(path)
+    err = capsys.readouterr().err
+    assert f"{path} is unreadable or corrupt" in err and err.count("\n") == 1
+
+
+def test_a_folder_of_idx_files_is_a_data_dir(gan, tiny_data):
+    gan.data_dir = str(tiny_data)
+    images, labels = gan.load_digits("train")
+    assert images.shape == (256, 28, 28) and images.dtype == torch.uint8 and labels.shape == (256,)
+
+
+def test_dataloader_serves_each_image_once_per_epoch(gan, tmp_path):
+    images = torch.arange(100).view(100, 1, 1).expand(100, 28, 28).to(torch.uint8)
+    write_dataset(tmp_path, (images, torch.zeros(100)), (images[:10], torch.zeros(10)), gz=False)
+    gan.data_dir, gan.batch_size = str(tmp_path), 32
+    loader = gan.make_dataloader(torch.device("cpu"), torch.Generator().manual_seed(0))
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3  # the last partial batch is dropped
+    assert all(b.shape == (32, 28, 28) and b.dtype == torch.uint8 for b in batches)
+    seen = torch.cat([b[:, 0, 0] for b in batches])
+    assert len(set(seen.tolist())) == 96
+    assert not torch.equal(seen, torch.arange(96))  # shuffled
+
+
+def test_model_range(gan):
+    x = gan.to_model_range(torch.tensor([[[0, 255]]], dtype=torch.uint8))
+    assert x.tolist() == [[-1.0, 1.0]]
+
+
+def test_missing_dataset_offline_says_where_to_put_the_files(gan, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens there
+    gan.data_dir = str(tmp_path / "data")
+    with pytest.raises(SystemExit) as exit_:
+        gan.load_digits("train")
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "could not be downloaded" in err and f"{tmp_path / 'data'}/MNIST/raw/" in err
+    assert "train-images-idx3-ubyte.gz" in err
+    assert not (tmp_path / "data").exists()  # the empty folders torchvision made are gone
+
+
+def test_torchvision_layout_with_real_digits(gan, real_root):
+    gan.data_dir = str(real_root)
+    images, labels = gan.load_digits("train")
+    assert images.shape == (60000, 28, 28) and labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    # the same pixels the textbook ToTensor pipeline sees
+    reference = datasets.MNIST(str(real_root), train=True, transform=transforms.ToTensor())
+    assert torch.equal(gan.to_model_range(images[:1]), reference[0][0].view(1, -1) * 2 - 1)

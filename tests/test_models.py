@@ -1,0 +1,56 @@
+"""Generator, Discriminator, the EMA of G's weights and the R1 penalty."""
+import torch
+
+import basic_gan
+
+
+def test_generator_makes_images_in_tanh_range():
+    G = basic_gan.Generator(64, (128, 256, 512, 1024))
+    images = G(torch.randn(32, 64))
+    assert images.shape == (32, 784) and images.min() >= -1 and images.max() <= 1
+    widths = [m.out_features for m in G.modules() if isinstance(m, torch.nn.Linear)]
+    assert widths == [128, 256, 512, 1024, 784]
+    assert sum(isinstance(m, torch.nn.BatchNorm1d) for m in G.modules()) == 4
+
+
+def test_discriminator_gives_one_logit_per_image():
+    D = basic_gan.Discriminator((512, 256, 128))
+    logits = D(torch.randn(8, 784) * 10)
+    assert logits.shape == (8, 1)
+    assert isinstance(D.net[-1], torch.nn.Linear)  # a logit: BCEWithLogitsLoss adds the sigmoid
+    assert (logits < 0).any() or (logits > 1).any()
+
+
+def test_ema_warms_up_then_lags(gan):
+    gan.ema_decay = 0.999
+    G = gan.Generator(4, (8,))
+    ema = gan.make_ema(G)
+    weight = lambda m: next(m.parameters()).detach().clone()
+    for step in range(3):
+        with torch.no_grad():
+            for p in G.parameters():
+                p.add_(1.0)
+        ema.update_parameters(G)
+    # update 1 copies G; updates 2 and 3 keep (1+n)/(10+n) = 2/11, then 3/12, of the gap.
+    # A plain 0.999 average would still be ~2 behind.
+    gap = (weight(G) - weight(ema.module)).abs().mean().item()
+    assert abs(gap - (1 + 2 / 11) * 3 / 12) < 1e-5
+    assert all(not p.requires_grad for p in ema.parameters())
+
+
+def test_r1_penalty_is_the_squared_input_gradient(gan):
+    gan.r1_gamma = 10.0
+    D = torch.nn.Linear(784, 1)
+    real = torch.randn(5, 784, requires_grad=True)
+    expected = 10.0 / 2 * D.weight.square().sum()
+    assert torch.allclose(gan.r1_penalty(real, D(real)), expected)
+
+
+def test_precision_is_fp32_where_bf16_is_not_native(gan, monkeypatch):
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert gan.pick_precision(torch.device("cpu")) == "fp32"
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
+    assert gan.pick_precision(torch.device("cpu")) == "bf16"
+    gan.precision = "fp32"
+    assert gan.pick_precision(torch.device("cpu")) == "fp32"

@@ -1,0 +1,191 @@
+"""Whole runs, as a user starts them: outputs, TensorBoard, --sample, --resume, signals and faults."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import ROOT, SMALL, run_script
+
+RUN = [*SMALL, "--info_step=5", "--epochs=2"]  # 256 images / 16 = 16 steps an epoch
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_data):
+    """One finished 2-epoch run, shared by the tests that only read its outputs."""
+    cwd = tmp_path_factory.mktemp("run")
+    result = run_script(*RUN, f"--data_dir={tiny_data}", "--out_dir=out", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return cwd / "out", result
+
+
+def load(path):
+    return torch.load(path, weights_only=True)
+
+
+def same_state(a, b):
+    """Bit-identical nested state: dicts, lists and tensors."""
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+
+def test_a_run_prints_progress_and_writes_every_output(trained):
+    out, result = trained
+    assert "training on CPU" in result.stdout and "in fp32" in result.stdout
+    reports = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert [r.split(":")[0] for r in reports] == [f"step {s}" for s in (5, 10, 15, 20, 25, 30)]
+    assert "G loss" in reports[0] and "D loss" in reports[0]
+    names = {p.name for p in out.iterdir()}
+    assert {"generator.pth", "discriminator.pth", "checkpoint.pt", "losses.png", "runs"} <= names
+    assert {f"fake_step{s:06d}.png" for s in (5, 30, 32)} <= names and "real_step000030.png" in names
+    assert not any(n.endswith(".tmp") for n in names)
+
+
+def test_saved_models_rebuild_from_their_own_file(trained, gan):
+    out, _ = trained
+    g, d = load(out / "generator.pth"), load(out / "discriminator.pth")
+    G = gan.Generator(g["config"]["z_dim"], g["config"]["g_widths"])
+    G.load_state_dict(g["state_dict"])
+    D = gan.Discriminator(d["config"]["d_widths"])
+    D.load_state_dict(d["state_dict"])
+    assert G.eval()(torch.randn(3, 8)).shape == (3, 784) and D(torch.zeros(3, 784)).shape == (3, 1)
+
+
+def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
+    out, _ = trained
+    runs = list((out / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("MNIST_seed0_")
+    events = EventAccumulator(str(runs[0]), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    tags = events.Tags()
+    for tag in ("losses/g", "losses/d", "charts/d_real", "charts/d_fake", "charts/lr", "charts/images_per_s"):
+        assert [e.step for e in events.Scalars(tag)] == [5, 10, 15, 20, 25, 30]
+    fake, real = events.Images("images/fake"), events.Images("images/real")
+    assert [e.step for e in fake] == [5, 10, 15, 20, 25, 30]
+    assert (fake[0].width, fake[0].height) == (242, 242)  # 64 digits, 8 by 8, 2-pixel padding
+    assert (real[0].width, real[0].height) == (242, 62)   # a batch of 16: 2 rows of 8
+    assert "hyperparameters/text_summary" in tags["tensors"]
+
+
+def test_sample_draws_digits_from_the_saved_generator(trained, tmp_path):
+    out, _ = trained
+    result = run_script("--sample=16", f"--out_dir={out}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    samples = load(out / "samples.pt")
+    assert samples.shape == (16, 1, 28, 28) and samples.dtype == torch.float32
+    assert 0 <= samples.min() and samples.max() <= 1 and samples.std() > 0.01
+    assert (out / "samples.png").is_file()
+    assert not any(tmp_path.iterdir())
+
+
+def test_resume_continues_the_same_run_bit_for_bit(trained, tiny_data, tmp_path):
+    out, _ = trained
+    args = [*SMALL, "--info_step=5", f"--data_dir={tiny_data}", "--out_dir=b"]
+    assert run_script(*args, "--epochs=1", cwd=tmp_path).returncode == 0
+    result = run_script(*args, "--epochs=2", "--resume", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resuming MNIST_seed0_" in result.stdout and "at epoch 2, step 16" in result.stdout
+    whole, resumed = load(out / "checkpoint.pt"), load(tmp_path / "b" / "checkpoint.pt")
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "history", "step", "epoch", "rng", "data_rng"):
+        assert same_state(whole[key], resumed[key]), key
+    assert len(list((tmp_path / "b" / "runs").iterdir())) == 1  # appended to the same TensorBoard run
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, code):
+    args = [*SMALL, "--info_step=50", "--epochs=30", f"--data_dir={tiny_data}"]
+    proc = subprocess.Popen([sys.executable, str(ROOT / "basic_gan.py"), *args, "--out_dir=cut"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout.readline().startswith("training on")
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == code, stderr
+    assert "Continue with: python basic_gan.py --resume" in stderr and "Traceback" not in stderr
+    cut = load(tmp_path / "cut" / "checkpoint.pt")
+    assert 0 < cut["step"] < 480
+    assert run_script(*args, "--out_dir=cut", "--resume", cwd=tmp_path).returncode == 0
+    assert run_script(*args, "--out_dir=whole", cwd=tmp_path).returncode == 0
+    whole, resumed = load(tmp_path / "whole" / "checkpoint.pt"), load(tmp_path / "cut" / "checkpoint.pt")
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "history"):
+        assert same_state(whole[key], resumed[key]), key
+
+
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(gan, tiny_data, tmp_path, monkeypatch, capsys):
+    real_step = gan.train_step
+
+    def step_that_breaks(*args):
+        losses = real_step(*args)
+        return losses * float("nan") if args[6] >= 20 else losses
+
+    monkeypatch.setattr(gan, "train_step", step_that_breaks)
+    with pytest.raises(SystemExit) as exit_:
+        gan.main([*RUN, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and "step 21: the loss is not finite" in err
+    assert load(tmp_path / "checkpoint.pt")["step"] == 16  # the end of epoch 1, not the bad state
+
+
+def test_a_failed_write_keeps_the_previous_file(gan, tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    gan.atomic_save({"step": 1}, path)
+    real_save = torch.save
+
+    def save_then_die(obj, f):
+        real_save(obj, f)
+        with open(f, "r+b") as fh:
+            fh.truncate(10)  # half-written, as a kill mid-save would leave it
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", save_then_die)
+    with pytest.raises(OSError):
+        gan.atomic_save({"step": 2}, path)
+    assert load(path) == {"step": 1}
+
+
+@pytest.mark.parametrize("damage, extra, message", [
+    (lambda p: p.write_bytes(b"garbage"), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
+    (lambda p: p.write_bytes(p.read_bytes()[:5000]), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
+    (lambda p: None, ["--z_dim=16"], "checkpoint.pt was made with z_dim 8, this run has z_dim 16"),
+    (lambda p: None, ["--g_widths=(32,)"], "was made with g_widths (32, 64), this run has g_widths (32,)"),
+])
+def test_a_bad_checkpoint_is_refused_in_one_line(trained, tiny_data, tmp_path, damage, extra, message):
+    out, _ = trained
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "checkpoint.pt").write_bytes((out / "checkpoint.pt").read_bytes())
+    damage(tmp_path / "out" / "checkpoint.pt")
+    result = run_script(*RUN, f"--data_dir={tiny_data}", "--out_dir=out", "--resume", *extra, cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint.pt"]
+
+
+def test_a_corrupt_generator_is_refused_by_sample(tmp_path):
+    (tmp_path / "generator.pth").write_bytes(b"\x00" * 100)
+    result = run_script("--sample=4", f"--out_dir={tmp_path}", cwd=tmp_path)
+    assert result.returncode == 2 and "generator.pth is corrupt" in result.stderr
+
+
+def test_bf16_path_runs_when_forced(gan, tiny_data, tmp_path):
+    G, D, _ = gan.main([*SMALL, "--precision=bf16", "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    assert all(torch.isfinite(p).all() for p in G.parameters())
+
+
+def test_real_digits_train(real_root, tmp_path):
+    """The default models on the real test digits (tiled to 60k): a short run trains and reports."""
+    result = run_script("--device=cpu", f"--data_dir={real_root}", "--out_dir=out", "--max_steps=100",
+                        "--info_step=50", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "469 steps" not in result.stdout and "468 steps" in result.stdout  # 60k / 128, last batch dropped
+    reports = [line for line in result.stdout.splitlines() if line.startswith("step ")]
+    assert len(reports) == 2
+    d_real = float(reports[-1].split("D(x) ")[1].split(",")[0])
+    assert 0.3 < d_real < 0.95  # D tells real from fake, but has not overpowered G
