@@ -2,7 +2,7 @@
 
     python basic_gan.py                      train with the constants below
     python basic_gan.py --epochs=3 --lr=1e-4 override any constant
-    python basic_gan.py --sample=64          draw digits from outputs/generator.pth
+    python basic_gan.py --sample=64          draw digits (and an interpolation) from outputs/generator.pth
     python basic_gan.py --resume             continue from outputs/checkpoint.pt
     python basic_gan.py --help               list the constants
 
@@ -117,19 +117,20 @@ def find_idx(folder, split="train", kind="images"):
 def load_digits(split="train"):
     """(images, labels) of one split as uint8 tensors, from data_dir or torchvision's download."""
     if find_idx(data_dir, split):  # a folder holding the IDX files by hand, e.g. /usr/share/datasets/fashion-mnist
-        return read_idx(find_idx(data_dir, split)), read_idx(find_idx(data_dir, split, "labels"))
-    existed = Path(data_dir).exists()
+        labels = find_idx(data_dir, split, "labels")
+        return read_idx(find_idx(data_dir, split)), read_idx(labels) if labels else None
+    raw = Path(data_dir) / dataset / "raw"
+    made = [d for d in (Path(data_dir), raw.parent, raw) if not d.exists()]
     try:  # torchvision's own loader: mirrors, md5 checks, parsing
         ds = getattr(datasets, dataset)(data_dir, train=split == "train", download=True)
     except Exception as e:
-        if not existed:
-            for d in (Path(data_dir) / dataset / "raw", Path(data_dir) / dataset, Path(data_dir)):
-                if d.is_dir() and not any(d.iterdir()):
-                    d.rmdir()  # leave no empty folders behind
+        for d in reversed(made):  # leave no empty folders behind
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         reason = str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__
-        fail(f"{dataset} is not in {data_dir}/{dataset}/raw and could not be downloaded ({reason}). "
-             f"Put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and "
-             f"t10k-labels-idx1-ubyte.gz in {data_dir}/{dataset}/raw/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
+        fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put train-images-idx3-ubyte.gz, "
+             f"train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in {raw}/, "
+             f"or pass --data_dir=A_FOLDER_HOLDING_THEM")
     return ds.data, ds.targets
 
 
@@ -308,7 +309,7 @@ def restore_checkpoint(models, opts, dev):
     torch.set_rng_state(ckpt["rng"])
     if dev.type == "cuda" and ckpt["cuda_rng"]:
         torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-    run_keys = ("step", "epoch", "data_rng", "fixed_noise", "run_name", "history", "sums", "last_report")
+    run_keys = ("step", "epoch", "data_rng", "fixed_noise", "run_name", "history", "progress", "sums", "last_report")
     return {k: ckpt[k].to(dev) if isinstance(ckpt[k], torch.Tensor) and k != "data_rng" else ckpt[k] for k in run_keys}
 
 
@@ -335,7 +336,7 @@ def train():
     loader = make_dataloader(dev, data_rng)
     G, D, G_ema, opt_g, opt_d = build(dev)
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
-    run = {"step": 0, "epoch": 0, "data_rng": data_rng.get_state(), "history": [],
+    run = {"step": 0, "epoch": 0, "data_rng": data_rng.get_state(), "history": [], "progress": [],
            "sums": torch.zeros(4, device=dev), "last_report": 0,  # loss sums since the last report
            "fixed_noise": torch.randn(64, z_dim, device=dev),  # the same noise every grid, to watch progress
            "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}"}
@@ -409,7 +410,9 @@ def report(run, seconds, writer, G, real_batch):
     for tag, value in [("losses/g", g_loss), ("losses/d", d_loss), ("charts/d_real", d_real),
                        ("charts/d_fake", d_fake), ("charts/lr", lr), ("charts/images_per_s", images_per_s)]:
         writer.add_scalar(tag, value, step)
-    for tag, images in (("fake", generate(G, run["fixed_noise"])), ("real", to_model_range(real_batch[:64]))):
+    fake = generate(G, run["fixed_noise"])
+    run["progress"].append(fake[:8].cpu())  # a row for the progress strip at the end
+    for tag, images in (("fake", fake), ("real", to_model_range(real_batch[:64]))):
         show(images, tag, step)
         writer.add_image(f"images/{tag}", make_grid(images.view(-1, 1, 28, 28), normalize=True, value_range=(-1, 1)), step)
 
@@ -424,8 +427,12 @@ def generate(G, noise):
 
 
 def finish(run, G):
-    """The end of training: a last grid, and the loss curve as a picture."""
+    """The end of training: a last grid, the digits forming row by row, and the loss curve."""
     show(generate(G, run["fixed_noise"]), "fake", run["step"])
+    if run["progress"]:
+        rows = torch.stack(run["progress"])
+        rows = rows[torch.linspace(0, len(rows) - 1, min(len(rows), 10)).round().long()]
+        save_image(rows.view(-1, 1, 28, 28), Path(out_dir) / "progress.png", nrow=8, normalize=True, value_range=(-1, 1))
     if run["history"]:
         steps, g, d = zip(*run["history"])
         fig = plt.figure(figsize=(6, 3))
@@ -451,7 +458,13 @@ def sample_digits(n):
     images = (generate(G, torch.randn(n, cfg["z_dim"])).view(n, 1, 28, 28) + 1) / 2  # [0, 1] for scorers
     torch.save(images, Path(out_dir) / "samples.pt")
     save_image(images, Path(out_dir) / "samples.png", nrow=math.ceil(n ** 0.5))
-    print(f"wrote {n} samples to {Path(out_dir) / 'samples.png'} and {Path(out_dir) / 'samples.pt'}")
+    # Straight lines between random points of the noise space: smooth changes mean G learned a
+    # space of digits rather than a lookup table of memorized ones.
+    ends, t = torch.randn(2, 8, 1, cfg["z_dim"]), torch.linspace(0, 1, 10).view(1, 10, 1)
+    line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, cfg["z_dim"]))
+    save_image(line.view(-1, 1, 28, 28), Path(out_dir) / "interpolation.png", nrow=10, normalize=True, value_range=(-1, 1))
+    print(f"wrote {n} samples to {Path(out_dir) / 'samples.png'} and {Path(out_dir) / 'samples.pt'}, "
+          f"and {Path(out_dir) / 'interpolation.png'}")
     return images
 
 

@@ -1,9 +1,12 @@
 """The constants block and the command line generated from it."""
+import gzip
 import math
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import SMALL, run_script
+from idx import fake_digits, idx_bytes
 
 
 def test_every_constant_is_an_option(gan):
@@ -85,16 +88,28 @@ def test_help_lists_constants_with_comments(tmp_path):
     (["--out_dir=afile/out"], "out_dir 'afile/out' is not writable"),
     (["--resume"], "no checkpoint.pt in out"),
     (["--sample=4"], "no generator.pth in out"),
+    (["--device=mps"], "this machine has no MPS"),
+    (["--data_dir=empty"], "MNIST is not in empty/MNIST/raw and could not be downloaded"),
+    (["--data_dir=bad_magic"], "train-images-idx3-ubyte is not an IDX file: magic number 1234"),
+    (["--data_dir=truncated"], "train-images-idx3-ubyte.gz is truncated or corrupt: 1016 bytes, its header says 7856"),
 ])
-def test_bad_input_exits_2_with_one_line_and_touches_nothing(tmp_path, tiny_data, args, message):
+def test_bad_input_exits_2_with_one_line_and_touches_nothing(tmp_path, tiny_data, args, message, monkeypatch):
     (tmp_path / "afile").write_text("not a folder")
-    before = sorted(p.name for p in tmp_path.iterdir())
+    (tmp_path / "empty").mkdir()
+    images = idx_bytes(fake_digits(10)[0])
+    (tmp_path / "bad_magic").mkdir()
+    (tmp_path / "bad_magic" / "train-images-idx3-ubyte").write_bytes((1234).to_bytes(4, "big") + images[4:])
+    (tmp_path / "truncated").mkdir()
+    (tmp_path / "truncated" / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(images[:1016]))
+    for proxy in ("http_proxy", "https_proxy"):  # offline even where there is a network: nothing listens there
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
     defaults = [f"--data_dir={tiny_data}", "--out_dir=out", *SMALL[:2]]
     result = run_script(*defaults, *args, cwd=tmp_path)  # later options win
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # out_dir not even created
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # out_dir not even created
 
 
 def test_cuda_asked_for_without_a_gpu(tmp_path):
@@ -104,3 +119,24 @@ def test_cuda_asked_for_without_a_gpu(tmp_path):
     result = run_script("--device=cuda", cwd=tmp_path)
     assert result.returncode == 2 and "torch sees no CUDA GPU" in result.stderr
     assert not any(tmp_path.iterdir())
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.text(max_size=30),
+    st.builds(lambda k, v: f"--{k}={v}", st.sampled_from(["epochs", "lr", "g_widths", "resume", "device", "nope"]),
+              st.one_of(st.text(max_size=20), st.integers().map(str), st.floats().map(repr))),
+    st.sampled_from(["--epochs", "--resume", "--lr", "--", "-h"])), max_size=4))
+def test_fuzzed_arguments_parse_or_fail_in_one_line(argv):
+    import basic_gan
+    import contextlib
+    import io
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            overrides = basic_gan.parse_args(argv)
+    except SystemExit as e:
+        assert e.code == 0 or (e.code == 2 and err.getvalue().count("\n") == 1 and "error:" in err.getvalue())
+        return
+    for key, value in overrides.items():
+        assert type(value) is type(getattr(basic_gan, key))

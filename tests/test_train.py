@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, SMALL, run_script
@@ -43,7 +44,7 @@ def test_a_run_prints_progress_and_writes_every_output(trained):
     assert [r.split(":")[0] for r in reports] == [f"step {s}" for s in (5, 10, 15, 20, 25, 30)]
     assert "G loss" in reports[0] and "D loss" in reports[0]
     names = {p.name for p in out.iterdir()}
-    assert {"generator.pth", "discriminator.pth", "checkpoint.pt", "losses.png", "runs"} <= names
+    assert {"generator.pth", "discriminator.pth", "checkpoint.pt", "losses.png", "progress.png", "runs"} <= names
     assert {f"fake_step{s:06d}.png" for s in (5, 30, 32)} <= names and "real_step000030.png" in names
     assert not any(n.endswith(".tmp") for n in names)
 
@@ -60,6 +61,7 @@ def test_saved_models_rebuild_from_their_own_file(trained, gan):
 
 def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
     out, _ = trained
+    assert Image.open(out / "progress.png").size == (242, 182)  # 6 reports: 6 rows of 8
     runs = list((out / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("MNIST_seed0_")
     events = EventAccumulator(str(runs[0]), size_guidance={"images": 0, "scalars": 0})
@@ -82,6 +84,7 @@ def test_sample_draws_digits_from_the_saved_generator(trained, tmp_path):
     assert samples.shape == (16, 1, 28, 28) and samples.dtype == torch.float32
     assert 0 <= samples.min() and samples.max() <= 1 and samples.std() > 0.01
     assert (out / "samples.png").is_file()
+    assert Image.open(out / "interpolation.png").size == (302, 242)  # 8 lines of 10 steps
     assert not any(tmp_path.iterdir())
 
 

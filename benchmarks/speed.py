@@ -1,0 +1,170 @@
+"""Time the textbook GAN loop against basic_gan's own training step, side by side in one process.
+
+    python benchmarks/speed.py                 # CPU or GPU, whichever basic_gan would pick
+    python benchmarks/speed.py --steps=300 --json=speed.jsonl
+
+Both use the same Generator/Discriminator widths, batch size and number of steps, after a warm-up.
+  textbook   torchvision DataLoader + ToTensor, a fresh G forward for each of the D and G steps,
+             D's weights get gradients in G's step, plain Adam; as in the seed course
+  basic_gan  basic_gan.train_step with the default constants (R1 every r1_every steps, EMA of G),
+             its uint8 DataLoader, and the one host sync per step its loop makes
+The rounds alternate between the two and the best of each is kept, since this machine is noisy.
+It also times the data path alone and each precision: fp32, and bf16 (a few steps only, where the
+CPU lacks native bf16, to show why basic_gan never picks it there).
+Data: --data_dir (a torchvision MNIST root); else the real test digits in ../shared tiled to 60k;
+else random pixels (timings do not depend on the pixels).
+"""
+import argparse
+import itertools
+import json
+import platform
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+import basic_gan  # noqa: E402
+from idx import real_mnist_root, write_dataset  # noqa: E402
+
+
+def textbook_loader(root):
+    data = datasets.MNIST(root, train=True, download=False, transform=transforms.ToTensor())
+    return DataLoader(data, batch_size=basic_gan.batch_size, shuffle=True, drop_last=True)
+
+
+def textbook_steps(dev, loader, steps):
+    """The seed course's loop: two G forwards, D not frozen, no sync avoided, nothing fused."""
+    G = basic_gan.Generator(basic_gan.z_dim, basic_gan.g_widths).to(dev)
+    D = basic_gan.Discriminator(basic_gan.d_widths).to(dev)
+    opt_g = torch.optim.Adam(G.parameters(), lr=basic_gan.lr)
+    opt_d = torch.optim.Adam(D.parameters(), lr=basic_gan.lr)
+    criterion = nn.BCEWithLogitsLoss()
+    batches = itertools.cycle(loader)
+
+    def run(n):
+        for _ in range(n):
+            real, _ = next(batches)
+            real = real.view(len(real), -1).to(dev)
+            opt_d.zero_grad()
+            fake = G(torch.randn(len(real), basic_gan.z_dim, device=dev))
+            fake_logits, real_logits = D(fake.detach()), D(real)
+            d_loss = (criterion(fake_logits, torch.zeros_like(fake_logits)) + criterion(real_logits, torch.ones_like(real_logits))) / 2
+            d_loss.backward()
+            opt_d.step()
+            opt_g.zero_grad()
+            fake_logits = D(G(torch.randn(len(real), basic_gan.z_dim, device=dev)))
+            g_loss = criterion(fake_logits, torch.ones_like(fake_logits))
+            g_loss.backward()
+            opt_g.step()
+            d_loss.item(), g_loss.item()  # the textbook loop keeps running means with .item()
+    return run
+
+
+def basic_gan_steps(dev, steps, prec="fp32"):
+    loader = basic_gan.make_dataloader(dev, torch.Generator().manual_seed(0))
+    G, D, G_ema, opt_g, opt_d = basic_gan.build(dev)
+    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
+    batches, step = itertools.cycle(loader), [0]
+
+    def run(n):
+        for _ in range(n):
+            losses = basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), step[0], autocast)
+            losses[:2].tolist()
+            step[0] += 1
+    return run
+
+
+def best_seconds(run, steps, rounds, dev):
+    """Warm up, then the fastest of `rounds` timings of `steps` steps."""
+    run(min(20, steps))
+    times = []
+    for _ in range(rounds):
+        sync(dev)
+        tic = time.perf_counter()
+        run(steps)
+        sync(dev)
+        times.append(time.perf_counter() - tic)
+    return min(times)
+
+
+def sync(dev):
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def data_epoch_seconds(loader, dev, to_float):
+    tic = time.perf_counter()
+    for batch in loader:
+        x = to_float(batch)
+    sync(dev)
+    return time.perf_counter() - tic
+
+
+def hardware(dev):
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return (f"CPU {platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
+            f"{'native' if native else 'no native'} bf16, {torch.get_num_threads()} threads")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir", help="a torchvision MNIST root")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--steps", type=int, default=200, help="timed steps per round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--json", help="append the numbers as one JSON line to this file")
+    args = p.parse_args(argv)
+
+    tmp = tempfile.TemporaryDirectory()
+    root = args.data_dir or real_mnist_root(tmp.name)
+    if root is None:  # no real digits here: random pixels time the same
+        g = torch.Generator().manual_seed(0)
+        pixels = lambda n: (torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8), torch.zeros(n, dtype=torch.uint8))
+        root = write_dataset(Path(tmp.name) / "MNIST" / "raw", pixels(60000), pixels(10000), gz=False).parents[1]
+    basic_gan.data_dir, basic_gan.device = str(root), args.device
+    dev = basic_gan.pick_device()
+    prec = basic_gan.pick_precision(dev)
+    torch.manual_seed(0)
+    print(f"{hardware(dev)}; basic_gan picks {prec}; batch {basic_gan.batch_size}, {args.steps} steps x {args.rounds} rounds")
+
+    old_loader = textbook_loader(str(root))
+    new_loader = basic_gan.make_dataloader(dev, torch.Generator().manual_seed(0))
+    old_data = data_epoch_seconds(old_loader, dev, lambda b: b[0].to(dev).view(len(b[0]), -1))
+    new_data = data_epoch_seconds(new_loader, dev, basic_gan.to_model_range)
+    print(f"data path, one 60k epoch: ToTensor DataLoader {old_data:.2f} s, basic_gan's {new_data:.3f} s ({old_data / new_data:.0f}x)")
+
+    runs = {"textbook": textbook_steps(dev, old_loader, args.steps), f"basic_gan {prec}": basic_gan_steps(dev, args.steps, prec)}
+    seconds = {name: best_seconds(run, args.steps, args.rounds, dev) for name, run in runs.items()}
+    results = {name: args.steps * basic_gan.batch_size / s for name, s in seconds.items()}
+    other = "fp32" if prec == "bf16" else "bf16"
+    few = args.steps if dev.type == "cuda" or prec == "bf16" else 5  # non-native bf16 is slow: a few steps say enough
+    s = best_seconds(basic_gan_steps(dev, few, other), few, 1, dev)
+    results[f"basic_gan {other}"] = few * basic_gan.batch_size / s
+
+    steps_per_epoch = 60000 // basic_gan.batch_size
+    print(f"{'':18} {'images/s':>10} {'60k epoch':>10} {'vs textbook':>12}")
+    for name, ips in results.items():
+        print(f"{name:18} {ips:10.0f} {steps_per_epoch * basic_gan.batch_size / ips:9.1f}s {ips / results['textbook']:11.2f}x")
+    if dev.type == "cuda":
+        print(f"peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB")
+    print(f"peak process memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
+    if args.json:
+        with open(args.json, "a") as f:
+            f.write(json.dumps({"hardware": hardware(dev), "images_per_s": results,
+                                "data_epoch_s": {"totensor": old_data, "basic_gan": new_data}}) + "\n")
+    return results
+
+
+if __name__ == "__main__":
+    main()
