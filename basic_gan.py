@@ -42,7 +42,7 @@ g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
 d_widths = (512, 256, 128)       # hidden layer widths of the Discriminator
 r1_gamma = 1.0                   # R1 penalty on D's gradient at real digits; 0 = off
 r1_every = 4                     # apply R1 every this many steps (scaled up to match)
-ema_decay = 0.999                # sample from an average of G's weights; 0 = off
+ema_decay = 0.9999               # sample from an average of G's weights (with a warm-up); 0 = off
 info_step = 500                  # print losses and show grids every this many steps
 device = "auto"                  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 precision = "auto"               # auto (bf16 only where the hardware has it), fp32, bf16
@@ -151,6 +151,7 @@ def to_model_range(batch):
 class Generator(nn.Module):
     def __init__(self, z_dim, widths):
         super().__init__()
+        self.z_dim = z_dim
         layers, width_in = [], z_dim
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
@@ -446,23 +447,27 @@ def finish(run, G):
 
 
 # ---- sampling from a trained generator ----
-def sample_digits(n):
-    path = Path(out_dir) / "generator.pth"
+def load_generator(path):
+    """A Generator rebuilt from a generator.pth, which holds its own widths."""
     saved = load(path, "generator")
     try:
-        cfg = saved["config"]
-        G = Generator(cfg["z_dim"], tuple(cfg["g_widths"]))
+        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]))
         G.load_state_dict(saved["state_dict"])
     except (RuntimeError, KeyError, TypeError) as e:
         fail(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})")
+    return G
+
+
+def sample_digits(n):
+    G = load_generator(Path(out_dir) / "generator.pth")
     torch.manual_seed(seed)
-    images = (generate(G, torch.randn(n, cfg["z_dim"])).view(n, 1, 28, 28) + 1) / 2  # [0, 1] for scorers
+    images = (generate(G, torch.randn(n, G.z_dim)).view(n, 1, 28, 28) + 1) / 2  # [0, 1] for scorers
     torch.save(images, Path(out_dir) / "samples.pt")
     save_image(images, Path(out_dir) / "samples.png", nrow=math.ceil(n ** 0.5))
     # Straight lines between random points of the noise space: smooth changes mean G learned a
     # space of digits rather than a lookup table of memorized ones.
-    ends, t = torch.randn(2, 8, 1, cfg["z_dim"]), torch.linspace(0, 1, 10).view(1, 10, 1)
-    line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, cfg["z_dim"]))
+    ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
+    line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim))
     save_image(line.view(-1, 1, 28, 28), Path(out_dir) / "interpolation.png", nrow=10, normalize=True, value_range=(-1, 1))
     print(f"wrote {n} samples to {Path(out_dir) / 'samples.png'} and {Path(out_dir) / 'samples.pt'}, "
           f"and {Path(out_dir) / 'interpolation.png'}")
@@ -513,8 +518,8 @@ def convert(key, text, default):
     if isinstance(default, tuple) and isinstance(value, (list, int)):
         value = tuple(value) if isinstance(value, list) else (value,)
     if type(value) is not type(default) or (isinstance(value, tuple) and not all(type(v) is int for v in value)):
-        kind = "tuple of ints" if isinstance(default, tuple) else type(default).__name__
-        fail(f"--{key} must be a {kind} like {default!r}, got {text!r}")
+        kind = {"tuple": "a tuple of ints", "int": "an int", "float": "a number", "bool": "True or False"}[type(default).__name__]
+        fail(f"--{key} must be {kind} like {default!r}, got {text!r}")
     return value
 
 

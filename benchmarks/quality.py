@@ -130,12 +130,9 @@ def score(model, images, ref_feats):
 def load_samples(path, n, seed):
     """Samples in [0, 1] from a generator.pth, or a samples.pt as --sample writes it."""
     if str(path).endswith(".pth"):
-        basic_gan.out_dir, basic_gan.seed = str(Path(path).parent), seed
-        saved = basic_gan.load(path, "generator")
-        G = basic_gan.Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]))
-        G.load_state_dict(saved["state_dict"])
+        G = basic_gan.load_generator(path)
         torch.manual_seed(seed)
-        return (basic_gan.generate(G, torch.randn(n, saved["config"]["z_dim"])).view(n, 1, 28, 28) + 1) / 2
+        return (basic_gan.generate(G, torch.randn(n, G.z_dim)).view(n, 1, 28, 28) + 1) / 2
     return torch.load(path, map_location="cpu", weights_only=True).float().view(-1, 1, 28, 28)[:n]
 
 

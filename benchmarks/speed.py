@@ -83,17 +83,19 @@ def basic_gan_steps(dev, steps, prec="fp32"):
     return run
 
 
-def best_seconds(run, steps, rounds, dev):
-    """Warm up, then the fastest of `rounds` timings of `steps` steps."""
-    run(min(20, steps))
-    times = []
+def best_seconds(runs, steps, rounds, dev):
+    """Warm each up, then time `steps` steps of each in turn, `rounds` times: the fastest of each."""
+    for run in runs.values():
+        run(min(20, steps))
+    best = {name: float("inf") for name in runs}
     for _ in range(rounds):
-        sync(dev)
-        tic = time.perf_counter()
-        run(steps)
-        sync(dev)
-        times.append(time.perf_counter() - tic)
-    return min(times)
+        for name, run in runs.items():
+            sync(dev)
+            tic = time.perf_counter()
+            run(steps)
+            sync(dev)
+            best[name] = min(best[name], time.perf_counter() - tic)
+    return best
 
 
 def sync(dev):
@@ -145,11 +147,11 @@ def main(argv=None):
     print(f"data path, one 60k epoch: ToTensor DataLoader {old_data:.2f} s, basic_gan's {new_data:.3f} s ({old_data / new_data:.0f}x)")
 
     runs = {"textbook": textbook_steps(dev, old_loader, args.steps), f"basic_gan {prec}": basic_gan_steps(dev, args.steps, prec)}
-    seconds = {name: best_seconds(run, args.steps, args.rounds, dev) for name, run in runs.items()}
+    seconds = best_seconds(runs, args.steps, args.rounds, dev)
     results = {name: args.steps * basic_gan.batch_size / s for name, s in seconds.items()}
     other = "fp32" if prec == "bf16" else "bf16"
     few = args.steps if dev.type == "cuda" or prec == "bf16" else 5  # non-native bf16 is slow: a few steps say enough
-    s = best_seconds(basic_gan_steps(dev, few, other), few, 1, dev)
+    s = best_seconds({other: basic_gan_steps(dev, few, other)}, few, 1, dev)[other]
     results[f"basic_gan {other}"] = few * basic_gan.batch_size / s
 
     steps_per_epoch = 60000 // basic_gan.batch_size
