@@ -42,8 +42,23 @@ def gan(monkeypatch):
     return basic_gan
 
 
-def run_script(*args, cwd, timeout=120, script="basic_gan.py"):
-    """Run a script of the repo as a user would, from `cwd`."""
+def start_script(*args, cwd, script="basic_gan.py"):
+    """Start a script of the repo as a user would, from `cwd`."""
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, timeout=120):
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def run_script(*args, cwd, timeout=120, script="basic_gan.py"):
+    return finish(start_script(*args, cwd=cwd, script=script), timeout)
+
+
+def run_all(cases):
+    """Run several (args, cwd) at once: most of each run is importing torch, which is one core's work."""
+    procs = [start_script(*args, cwd=cwd) for args, cwd in cases]
+    return [finish(p) for p in procs]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from conftest import SMALL, run_script
+from conftest import SMALL, run_all, run_script
 from idx import fake_digits, idx_bytes
 
 
@@ -77,7 +77,7 @@ def test_help_lists_constants_with_comments(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
-@pytest.mark.parametrize("args, message", [
+BAD_INPUTS = [
     (["--epoch=1"], "did you mean --epochs?"),
     (["--lr=nan"], "--lr must be a number"),
     (["--lr=1e999"], "lr must be a finite number"),
@@ -91,24 +91,47 @@ def test_help_lists_constants_with_comments(tmp_path):
     (["--data_dir=empty"], "MNIST is not in empty/MNIST/raw and could not be downloaded"),
     (["--data_dir=bad_magic"], "train-images-idx3-ubyte is not an IDX file: magic number 1234"),
     (["--data_dir=truncated"], "train-images-idx3-ubyte.gz is truncated or corrupt: 1016 bytes, its header says 7856"),
-])
-def test_bad_input_exits_2_with_one_line_and_touches_nothing(tmp_path, tiny_data, args, message, monkeypatch):
-    (tmp_path / "afile").write_text("not a folder")
-    (tmp_path / "empty").mkdir()
+]
+
+
+def make_bad_inputs(folder):
+    (folder / "afile").write_text("not a folder")
+    (folder / "empty").mkdir()
     images = idx_bytes(fake_digits(10)[0])
-    (tmp_path / "bad_magic").mkdir()
-    (tmp_path / "bad_magic" / "train-images-idx3-ubyte").write_bytes((1234).to_bytes(4, "big") + images[4:])
-    (tmp_path / "truncated").mkdir()
-    (tmp_path / "truncated" / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(images[:1016]))
+    (folder / "bad_magic").mkdir()
+    (folder / "bad_magic" / "train-images-idx3-ubyte").write_bytes((1234).to_bytes(4, "big") + images[4:])
+    (folder / "truncated").mkdir()
+    (folder / "truncated" / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(images[:1016]))
+
+
+def tree(folder):
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory, tiny_data):
+    """Every bad input as its own process, all at once: (result, files before, files after) per case."""
+    mp = pytest.MonkeyPatch()
     for proxy in ("http_proxy", "https_proxy"):  # offline even where there is a network: nothing listens there
-        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
-    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    defaults = [f"--data_dir={tiny_data}", "--out_dir=out", *SMALL[:2]]
-    result = run_script(*defaults, *args, cwd=tmp_path)  # later options win
+        mp.setenv(proxy, "http://127.0.0.1:9")
+    folders = [tmp_path_factory.mktemp("bad") for _ in BAD_INPUTS]
+    befores = []
+    for folder in folders:
+        make_bad_inputs(folder)
+        befores.append(tree(folder))
+    defaults = [f"--data_dir={tiny_data}", "--out_dir=out", *SMALL[:2]]  # later options win
+    results = run_all([([*defaults, *args], folder) for (args, _), folder in zip(BAD_INPUTS, folders)])
+    mp.undo()
+    return [(r, before, tree(folder)) for r, before, folder in zip(results, befores, folders)]
+
+
+@pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_exits_2_with_one_line_and_touches_nothing(bad_runs, case):
+    result, before, after = bad_runs[case]
     assert result.returncode == 2, result.stderr
-    assert message in result.stderr
+    assert BAD_INPUTS[case][1] in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before  # out_dir not even created
+    assert after == before  # out_dir not even created, data folders untouched
 
 
 def test_cuda_asked_for_without_a_gpu(tmp_path):

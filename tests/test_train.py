@@ -3,14 +3,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, SMALL, run_script
+from conftest import ROOT, SMALL, finish, run_all, run_script, start_script
 
 RUN = [*SMALL, "--info_step=5", "--epochs=2"]  # 256 images / 16 = 16 steps an epoch
 
@@ -104,6 +103,7 @@ def test_resume_continues_the_same_run_bit_for_bit(trained, tiny_data, tmp_path)
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, code):
     args = [*SMALL, "--info_step=50", "--epochs=12", f"--data_dir={tiny_data}"]  # 192 steps
+    whole_run = start_script(*args, "--out_dir=whole", cwd=tmp_path) if sig == signal.SIGINT else None
     proc = subprocess.Popen([sys.executable, str(ROOT / "basic_gan.py"), *args, "--out_dir=cut"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -118,7 +118,7 @@ def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, 
     if sig == signal.SIGTERM:
         return  # the same save path; SIGINT below also proves the resume
     assert run_script(*args, "--out_dir=cut", "--resume", cwd=tmp_path).returncode == 0
-    assert run_script(*args, "--out_dir=whole", cwd=tmp_path).returncode == 0
+    assert finish(whole_run).returncode == 0
     whole, resumed = load(tmp_path / "whole" / "checkpoint.pt"), load(tmp_path / "cut" / "checkpoint.pt")
     for key in ("G", "D", "G_ema", "opt_g", "opt_d", "history", "progress", "step"):
         assert same_state(whole[key], resumed[key]), key
@@ -156,21 +156,34 @@ def test_a_failed_write_keeps_the_previous_file(gan, tmp_path, monkeypatch):
     assert load(path) == {"step": 1}
 
 
-@pytest.mark.parametrize("damage, extra, message", [
+BAD_CHECKPOINTS = [
     (lambda p: p.write_bytes(b"garbage"), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
     (lambda p: p.write_bytes(p.read_bytes()[:5000]), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
     (lambda p: None, ["--z_dim=16"], "checkpoint.pt was made with z_dim 8, this run has z_dim 16"),
     (lambda p: None, ["--g_widths=(32,)"], "was made with g_widths (32, 64), this run has g_widths (32,)"),
-])
-def test_a_bad_checkpoint_is_refused_in_one_line(trained, tiny_data, tmp_path, damage, extra, message):
+]
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoint_runs(trained, tiny_data, tmp_path_factory):
+    """Each damaged checkpoint resumed in its own process, all at once."""
     out, _ = trained
-    (tmp_path / "out").mkdir()
-    (tmp_path / "out" / "checkpoint.pt").write_bytes((out / "checkpoint.pt").read_bytes())
-    damage(tmp_path / "out" / "checkpoint.pt")
-    result = run_script(*RUN, f"--data_dir={tiny_data}", "--out_dir=out", "--resume", *extra, cwd=tmp_path)
-    assert result.returncode == 2 and message in result.stderr, result.stderr
+    cases = []
+    for damage, extra, _ in BAD_CHECKPOINTS:
+        cwd = tmp_path_factory.mktemp("ckpt")
+        (cwd / "out").mkdir()
+        (cwd / "out" / "checkpoint.pt").write_bytes((out / "checkpoint.pt").read_bytes())
+        damage(cwd / "out" / "checkpoint.pt")
+        cases.append(([*RUN, f"--data_dir={tiny_data}", "--out_dir=out", "--resume", *extra], cwd))
+    return [(result, cwd) for result, (_, cwd) in zip(run_all(cases), cases)]
+
+
+@pytest.mark.parametrize("case", range(len(BAD_CHECKPOINTS)), ids=["garbage", "truncated", "z_dim", "g_widths"])
+def test_a_bad_checkpoint_is_refused_in_one_line(bad_checkpoint_runs, case):
+    result, cwd = bad_checkpoint_runs[case]
+    assert result.returncode == 2 and BAD_CHECKPOINTS[case][2] in result.stderr, result.stderr
     assert result.stderr.count("\n") == 1
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint.pt"]
+    assert sorted(p.name for p in (cwd / "out").iterdir()) == ["checkpoint.pt"]
 
 
 def test_a_corrupt_generator_is_refused_by_sample(tmp_path):
