@@ -273,12 +273,8 @@ def load(path, what):
 
 def check_same_arch(saved, path):
     for k in ARCH_KEYS + ("batch_size",):
-        if k in saved and tuple_or(saved[k]) != tuple_or(globals()[k]):
+        if k in saved and saved[k] != globals()[k]:
             fail(f"{path} was made with {k} {saved[k]}, this run has {k} {globals()[k]}: use the same {k} or another --out_dir")
-
-
-def tuple_or(v):
-    return tuple(v) if isinstance(v, (list, tuple)) else v
 
 
 def save_models(G, D, G_ema):

@@ -159,7 +159,6 @@ def main(argv=None):
     p.add_argument("--json", help="append the numbers as one JSON line to this file")
     args = p.parse_args(argv)
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     ref_x, ref_y, held_x, held_y = load_real(args.data_dir, args.dataset)
     model = cached_classifier(ref_x, ref_y, args.cache)
     ref_feats, _ = features_and_probs(model, ref_x)

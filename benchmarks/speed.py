@@ -41,7 +41,7 @@ def textbook_loader(root):
     return DataLoader(data, batch_size=basic_gan.batch_size, shuffle=True, drop_last=True)
 
 
-def textbook_steps(dev, loader, steps):
+def textbook_steps(dev, loader):
     """The seed course's loop: two G forwards, D not frozen, no sync avoided, nothing fused."""
     G = basic_gan.Generator(basic_gan.z_dim, basic_gan.g_widths).to(dev)
     D = basic_gan.Discriminator(basic_gan.d_widths).to(dev)
@@ -69,7 +69,7 @@ def textbook_steps(dev, loader, steps):
     return run
 
 
-def basic_gan_steps(dev, steps, prec="fp32"):
+def basic_gan_steps(dev, prec="fp32"):
     loader = basic_gan.make_dataloader(dev, torch.Generator().manual_seed(0))
     G, D, G_ema, opt_g, opt_d = basic_gan.build(dev)
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
@@ -146,12 +146,12 @@ def main(argv=None):
     new_data = data_epoch_seconds(new_loader, dev, basic_gan.to_model_range)
     print(f"data path, one 60k epoch: ToTensor DataLoader {old_data:.2f} s, basic_gan's {new_data:.3f} s ({old_data / new_data:.0f}x)")
 
-    runs = {"textbook": textbook_steps(dev, old_loader, args.steps), f"basic_gan {prec}": basic_gan_steps(dev, args.steps, prec)}
+    runs = {"textbook": textbook_steps(dev, old_loader), f"basic_gan {prec}": basic_gan_steps(dev, prec)}
     seconds = best_seconds(runs, args.steps, args.rounds, dev)
     results = {name: args.steps * basic_gan.batch_size / s for name, s in seconds.items()}
     other = "fp32" if prec == "bf16" else "bf16"
     few = args.steps if dev.type == "cuda" or prec == "bf16" else 5  # non-native bf16 is slow: a few steps say enough
-    s = best_seconds({other: basic_gan_steps(dev, few, other)}, few, 1, dev)[other]
+    s = best_seconds({other: basic_gan_steps(dev, other)}, few, 1, dev)[other]
     results[f"basic_gan {other}"] = few * basic_gan.batch_size / s
 
     steps_per_epoch = 60000 // basic_gan.batch_size
