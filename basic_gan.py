@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 epochs = 32                      # passes over the 60k training images (about 9.5 min on a 2-core AVX2 CPU)
 batch_size = 128                 # images per step
 lr = 2e-4                        # Adam learning rate, for G and D
+lr_decay = 0.5                   # over this last fraction of training, lr falls linearly to 0; 0 = constant lr
 beta1 = 0.5                      # Adam beta1; 0.5 damps the G/D oscillation
 z_dim = 64                       # length of the noise vector G draws from
 g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
@@ -227,6 +228,18 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
                         fake_logits.detach().sigmoid().mean()]).float()
 
 
+def lr_at(step, total_steps):
+    """lr, constant at first, then falling linearly to 0 over the last lr_decay of training, so G settles."""
+    steps_left = total_steps - step
+    return lr * min(1.0, steps_left / (lr_decay * total_steps)) if lr_decay > 0 else lr
+
+
+def set_lr(optimizers, value):
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = value
+
+
 # ---- the setup the loop needs: device, precision, models, optimizers ----
 def pick_device():
     if device == "auto":
@@ -341,6 +354,7 @@ def train():
     if resume:
         run.update(restore_checkpoint((G, D, G_ema), (opt_g, opt_d), dev))
         print(f"resuming {run['run_name']} at epoch {run['epoch'] + 1}, step {run['step']}")
+    total_steps = min(epochs * len(loader), max_steps or math.inf)  # what the lr schedule spans
     print(f"training on {describe(dev)} in {prec}: {epochs} epochs of {len(loader)} steps")
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves no trace
     writer = SummaryWriter(Path(out_dir) / "runs" / run["run_name"])  # a resumed run appends to its own
@@ -357,6 +371,8 @@ def train():
         tic = time.perf_counter()
         while run["epoch"] < epochs and not (max_steps and run["step"] >= max_steps):
             for batch in (bar := epoch_batches(loader, data_rng, run)):
+                run["lr"] = lr_at(run["step"], total_steps)
+                set_lr((opt_g, opt_d), run["lr"])
                 losses = train_step(G, D, G_ema, opt_g, opt_d, to_model_range(batch), run["step"], autocast)
                 run["step"] += 1
                 d_loss, g_loss = losses[:2].tolist()  # the one host sync per step: for the bar, and to stop on NaN
@@ -406,7 +422,7 @@ def report(run, seconds, writer, G, real_batch):
     images_per_s = steps * batch_size / seconds
     tqdm.write(f"step {step}: G loss {g_loss:.4f}, D loss {d_loss:.4f}, D(x) {d_real:.2f}, D(G(z)) {d_fake:.2f}, {images_per_s:.0f} img/s")
     for tag, value in [("losses/g", g_loss), ("losses/d", d_loss), ("charts/d_real", d_real),
-                       ("charts/d_fake", d_fake), ("charts/lr", lr), ("charts/images_per_s", images_per_s)]:
+                       ("charts/d_fake", d_fake), ("charts/lr", run["lr"]), ("charts/images_per_s", images_per_s)]:
         writer.add_scalar(tag, value, step)
     fake = generate(G, run["fixed_noise"])
     run["progress"].append(fake[:8].cpu())  # a row for the progress strip at the end
@@ -532,7 +548,7 @@ def check_config():
     for k in ("g_widths", "d_widths"):
         if not c[k] or min(c[k]) <= 0:
             fail(f"{k} must be a non-empty tuple of widths > 0, got {c[k]}")
-    for k in ("lr", "r1_gamma", "beta1", "ema_decay"):
+    for k in ("lr", "lr_decay", "r1_gamma", "beta1", "ema_decay"):
         if not math.isfinite(c[k]):
             fail(f"{k} must be a finite number, got {c[k]}")
     if c["lr"] <= 0:
@@ -541,6 +557,8 @@ def check_config():
         fail(f"r1_gamma must be >= 0 (0 = off), got {c['r1_gamma']}")
     if not 0 <= c["beta1"] < 1 or not 0 <= c["ema_decay"] < 1:
         fail(f"beta1 and ema_decay must be in [0, 1), got {c['beta1']} and {c['ema_decay']}")
+    if not 0 <= c["lr_decay"] <= 1:
+        fail(f"lr_decay must be in [0, 1] (a fraction of training), got {c['lr_decay']}")
     choices = {"device": ("auto", "cpu", "cuda", "mps"), "precision": ("auto", "fp32", "bf16"),
                "dataset": ("MNIST", "FashionMNIST")}
     for k, allowed in choices.items():

@@ -1,4 +1,5 @@
-"""Generator, Discriminator, the EMA of G's weights and the R1 penalty."""
+"""Generator, Discriminator, the EMA of G's weights, the R1 penalty and the lr schedule."""
+import pytest
 import torch
 
 import basic_gan
@@ -54,3 +55,12 @@ def test_precision_is_fp32_where_bf16_is_not_native(gan, monkeypatch):
     assert gan.pick_precision(torch.device("cpu")) == "bf16"
     gan.precision = "fp32"
     assert gan.pick_precision(torch.device("cpu")) == "fp32"
+
+
+def test_lr_is_constant_then_falls_linearly_towards_zero(gan):
+    gan.lr, gan.lr_decay = 1.0, 0.25
+    lrs = [gan.lr_at(step, 100) for step in range(100)]
+    assert lrs[:76] == [1.0] * 76  # the first 75% of the steps
+    assert all(a > b for a, b in zip(lrs[75:], lrs[76:])) and lrs[99] == pytest.approx(1 / 25)
+    gan.lr_decay = 0
+    assert gan.lr_at(99, 100) == 1.0

@@ -68,6 +68,8 @@ def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
     tags = events.Tags()
     for tag in ("losses/g", "losses/d", "charts/d_real", "charts/d_fake", "charts/lr", "charts/images_per_s"):
         assert [e.step for e in events.Scalars(tag)] == [5, 10, 15, 20, 25, 30]
+    lrs = [e.value for e in events.Scalars("charts/lr")]
+    assert lrs[0] == pytest.approx(2e-4) and lrs[-1] == pytest.approx(2e-4 * 3 / 16)  # falls over the last half
     fake, real = events.Images("images/fake"), events.Images("images/real")
     assert [e.step for e in fake] == [5, 10, 15, 20, 25, 30]
     assert (fake[0].width, fake[0].height) == (242, 242)  # 64 digits, 8 by 8, 2-pixel padding
