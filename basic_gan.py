@@ -43,7 +43,7 @@ g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
 d_widths = (512, 256, 128)       # hidden layer widths of the Discriminator
 r1_gamma = 1.0                   # R1 penalty on D's gradient at real digits; 0 = off
 r1_every = 4                     # apply R1 every this many steps (scaled up to match)
-ema_decay = 0.9999               # sample from an average of G's weights (with a warm-up); 0 = off
+ema_decay = 0.9999               # sample from an average of G's weights (the last ~quarter of steps, up to this decay); 0 = off
 info_step = 500                  # print losses and show grids every this many steps
 device = "auto"                  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 precision = "auto"               # auto (bf16 only where the hardware has it), fp32, bf16
@@ -178,11 +178,13 @@ class Discriminator(nn.Module):
 
 @torch.no_grad()
 def ema_update(ema_tensors, tensors, num_averaged):
-    """Move the average towards G. The warm-up averages only the recent past at first,
-    since a fixed 0.999 lags far behind a G that is still changing fast."""
-    decay = torch.clamp((1 + num_averaged) / (10 + num_averaged), max=ema_decay)
-    for ema, new in zip(ema_tensors, tensors):
-        ema.lerp_(new, 1 - decay) if ema.is_floating_point() else ema.copy_(new)
+    """Move the average towards G. It spans about the last quarter of the steps so far (up to
+    ema_decay), since a fixed 0.999 lags far behind a G that is still changing fast."""
+    decay = torch.clamp((1 + num_averaged) / (5 + num_averaged), max=ema_decay)
+    if ema_tensors[0].is_floating_point():  # AveragedModel passes one dtype at a time
+        torch._foreach_lerp_(ema_tensors, tensors, 1 - decay)  # one call for all of G's weights
+    else:  # BatchNorm's step counters are copied
+        torch._foreach_copy_(ema_tensors, tensors)
 
 
 def make_ema(G):
