@@ -33,7 +33,7 @@ import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
 # ---- hyperparameters: edit these, or override them: python basic_gan.py --name=value ----
-epochs = 32                      # passes over the 60k training images (about 9.5 min on a 2-core AVX2 CPU)
+epochs = 32                      # passes over the 60k training images (7.5 to 9.5 min on a 2-core AVX2 CPU)
 batch_size = 128                 # images per step
 lr = 2e-4                        # Adam learning rate, for G and D
 lr_decay = 0.5                   # over this last fraction of training, lr falls linearly to 0; 0 = constant lr
@@ -43,7 +43,7 @@ g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
 d_widths = (512, 256, 128)       # hidden layer widths of the Discriminator
 r1_gamma = 1.0                   # R1 penalty on D's gradient at real digits; 0 = off
 r1_every = 4                     # apply R1 every this many steps (scaled up to match)
-ema_decay = 0.9999               # sample from an average of G's weights (the last ~quarter of steps, up to this decay); 0 = off
+ema_decay = 0.9999               # sample from a running average of G's weights (see ema_update); 0 = off
 info_step = 500                  # print losses and show grids every this many steps
 device = "auto"                  # auto (cuda, then mps, then cpu), cpu, cuda, mps
 precision = "auto"               # auto (bf16 only where the hardware has it), fp32, bf16
