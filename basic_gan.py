@@ -51,7 +51,7 @@ seed = 0                         # seed for weights, noise and data order
 dataset = "MNIST"                # MNIST or FashionMNIST
 data_dir = "data"                # where the dataset is (or is downloaded to)
 out_dir = "outputs"              # grids, weights, checkpoint and TensorBoard runs
-max_steps = 0                    # stop after this many steps; 0 = no limit
+max_steps = 0                    # stop after this many steps (the lr schedule still spans epochs); 0 = no limit
 resume = False                   # continue from out_dir/checkpoint.pt
 sample = 0                       # >0: train nothing, draw this many digits from out_dir/generator.pth
 
@@ -356,7 +356,7 @@ def train():
     if resume:
         run.update(restore_checkpoint((G, D, G_ema), (opt_g, opt_d), dev))
         print(f"resuming {run['run_name']} at epoch {run['epoch'] + 1}, step {run['step']}")
-    total_steps = min(epochs * len(loader), max_steps or math.inf)  # what the lr schedule spans
+    total_steps = epochs * len(loader)  # what the lr schedule spans; max_steps stops early within it
     print(f"training on {describe(dev)} in {prec}: {epochs} epochs of {len(loader)} steps")
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves no trace
     writer = SummaryWriter(Path(out_dir) / "runs" / run["run_name"])  # a resumed run appends to its own
@@ -390,6 +390,7 @@ def train():
                     break
             bar.close()
             if run["step"] == (run["epoch"] + 1) * len(loader):  # the epoch ran to its end
+                next(bar.iterable, None)  # after a stop on its last step: the sampler's RNG ends as a full epoch's does
                 run["epoch"] += 1
                 run["data_rng"] = data_rng.get_state()
             checkpoint()
