@@ -61,6 +61,8 @@ def test_parse_errors_are_one_line(gan, capsys, argv, message):
     ({"dataset": "CIFAR10"}, "dataset must be one of MNIST, FashionMNIST"),
     ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16"),
     ({"ema_decay": 1.0}, "ema_decay must be in [0, 1)"),
+    ({"lr_decay": 1.5}, "lr_decay must be in [0, 1]"),
+    ({"lr_decay": -0.1}, "lr_decay must be in [0, 1]"),
 ])
 def test_impossible_values_are_refused(gan, capsys, overrides, message):
     for k, v in overrides.items():
