@@ -33,11 +33,11 @@ import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
 # ---- hyperparameters: edit these, or override them: python basic_gan.py --name=value ----
-epochs = 32                      # passes over the 60k training images (7.5 to 9.5 min on a 2-core AVX2 CPU)
+epochs = 32                      # passes over the 60k training images (7 to 9.5 min on a 2-core AVX2 CPU)
 batch_size = 128                 # images per step
 lr = 2e-4                        # Adam learning rate, for G and D
 lr_decay = 0.5                   # over this last fraction of training, lr falls linearly to 0; 0 = constant lr
-beta1 = 0.5                      # Adam beta1; 0.5 damps the G/D oscillation
+beta1 = 0.0                      # Adam beta1; 0 = no momentum, so each net answers the other's latest move
 z_dim = 64                       # length of the noise vector G draws from
 g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
 d_widths = (512, 256, 128)       # hidden layer widths of the Discriminator
