@@ -1,17 +1,16 @@
-"""basic_gan.py: a GAN that learns to draw MNIST digits, in one file.
+"""basic_gan.py: a GAN that learns to draw MNIST digits, in one file. Read it top to bottom.
 
-    python basic_gan.py                      train with the constants below
-    python basic_gan.py --epochs=3 --lr=1e-4 override any constant
-    python basic_gan.py --sample=64          draw digits (and an interpolation) from outputs/generator.pth
-    python basic_gan.py --resume             continue from outputs/checkpoint.pt
-    python basic_gan.py --help               list the constants
-
-Read it top to bottom: constants, show(), data, models, one training step, the loop, saving.
+    python basic_gan.py                       train with the constants below
+    python basic_gan.py --epochs=3 --lr=1e-4  override any constant
+    python basic_gan.py --sample=64           draw digits from outputs/generator.pth
+    python basic_gan.py --resume              continue from outputs/checkpoint.pt
+    python basic_gan.py --help                list the constants
 """
+import argparse
 import ast
+import contextlib
 import difflib
 import gzip
-import itertools
 import math
 import os
 import re
@@ -20,65 +19,61 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
-import torch.optim as optim
 from torch.optim.swa_utils import AveragedModel
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from torch.utils.tensorboard import SummaryWriter
 from torchvision import datasets
 from torchvision.utils import make_grid, save_image
-import matplotlib
-import matplotlib.pyplot as plt
 from tqdm.auto import tqdm
 
-# ---- hyperparameters: edit these, or override them: python basic_gan.py --name=value ----
-epochs = 32                      # passes over the 60k training images (7 to 9.5 min on a 2-core AVX2 CPU)
-batch_size = 128                 # images per step
-lr = 2e-4                        # Adam learning rate, for G and D
-lr_decay = 0.5                   # over this last fraction of training, lr falls linearly to 0; 0 = constant lr
-beta1 = 0.0                      # Adam beta1; 0 = no momentum, so each net answers the other's latest move
-z_dim = 64                       # length of the noise vector G draws from
+# ---- the constants: edit them here, or override them: python basic_gan.py --name=value ----
+epochs = 32                # passes over the 60k training images (about 7 min on a 2-core CPU)
+batch_size = 128           # images per step
+lr = 2e-4                  # Adam learning rate, for G and D
+lr_decay = 0.5             # over this last fraction of training, lr falls linearly to 0; 0 = off
+beta1 = 0.0                # Adam beta1; 0 = no momentum: each net answers the other's latest move
+z_dim = 64                 # length of the noise vector G draws from
 g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
-d_widths = (512, 256, 128)       # hidden layer widths of the Discriminator
-r1_gamma = 1.0                   # R1 penalty on D's gradient at real digits; 0 = off
-r1_every = 4                     # apply R1 every this many steps (scaled up to match)
-ema_decay = 0.9999               # sample from a running average of G's weights (see ema_update); 0 = off
-info_step = 500                  # print losses and show grids every this many steps
-device = "auto"                  # auto (cuda, then mps, then cpu), cpu, cuda, mps
-precision = "auto"               # auto (bf16 only where the hardware has it), fp32, bf16
-seed = 0                         # seed for weights, noise and data order
-dataset = "MNIST"                # MNIST or FashionMNIST
-data_dir = "data"                # where the dataset is (or is downloaded to)
-out_dir = "outputs"              # grids, weights, checkpoint and TensorBoard runs
-max_steps = 0                    # stop after this many steps (the lr schedule still spans epochs); 0 = no limit
-resume = False                   # continue from out_dir/checkpoint.pt
-sample = 0                       # >0: train nothing, draw this many digits from out_dir/generator.pth
+d_widths = (512, 256, 128)  # hidden layer widths of the Discriminator
+r1_gamma = 1.0             # R1 penalty on D's gradient at real digits; 0 = off
+r1_every = 4               # apply R1 every this many steps (scaled up to match)
+ema_decay = 0.9999         # sample from a running average of G's weights (see ema_update); 0 = off
+info_step = 500            # print losses and show grids every this many steps
+device = "auto"            # auto (cuda, then mps, then cpu), cpu, cuda, mps
+precision = "auto"         # auto: bf16 on a CPU that has it natively, else fp32 (TF32 on CUDA)
+seed = 0                   # seed for weights, noise and data order
+dataset = "MNIST"          # MNIST or FashionMNIST
+data_dir = "data"          # where the dataset is (or is downloaded to)
+out_dir = "outputs"        # grids, weights, checkpoint and TensorBoard runs
+max_steps = 0              # stop after this many steps (the lr still spans epochs); 0 = no limit
+resume = False             # continue from out_dir/checkpoint.pt
+sample = 0                 # >0: train nothing, draw this many digits from out_dir/generator.pth
 
-# Every constant above can be overridden from the command line (see parse_args at the bottom).
-CONFIG_KEYS = [k for k, v in globals().items() if not k.startswith("_") and isinstance(v, (bool, int, float, str, tuple))]
-ARCH_KEYS = ("z_dim", "g_widths", "d_widths")  # what a saved model needs to be rebuilt
+# The constants as written: every main() call starts from them, then applies its command line.
+DEFAULTS = {k: v for k, v in globals().items()
+            if not k.startswith("_") and type(v) in (bool, int, float, str, tuple)}
 
-
-def fail(message, code=2):
-    """Stop with one clear line instead of a traceback."""
+def fail(message, code=2):  # one clear line instead of a traceback
     print(f"basic_gan.py: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
+# ---- show(): a grid of images, inline in a notebook, in a window on a desktop, else a PNG ----
+def grid(images, nrow=8):
+    """Images in [-1, 1], in any layout, as one picture in [0, 1]."""
+    images = images.detach().float().cpu().view(-1, 1, 28, 28)
+    return make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1))
 
-# ---- show(): one image grid, inline in Jupyter/VS Code, a window on a desktop, a PNG when headless ----
 def show(images, title, step=0):
-    grid = make_grid(images.detach().float().cpu().view(-1, 1, 28, 28), nrow=8, normalize=True, value_range=(-1, 1))
     backend = matplotlib.get_backend().lower()
-    window = "inline" not in backend and backend not in ("agg", "pdf", "ps", "svg", "cairo", "template")
-    fig = plt.figure(title if window else None, figsize=(4, 4))  # a desktop reuses one window per title
-    fig.clf()
-    plt.imshow(grid.permute(1, 2, 0).numpy())
-    plt.title(f"{title}, step {step}")
-    plt.axis("off")
+    window = "inline" not in backend and backend not in ("agg", "pdf", "ps", "svg", "cairo")
+    fig = plt.figure(title if window else None, figsize=(4, 4), clear=True)  # a window per title
+    plt.imshow(grid(images).permute(1, 2, 0).numpy())
+    plt.title(f"{title}, step {step}"), plt.axis("off")
     if window:
-        plt.pause(0.001)  # draw without blocking training
-        return
+        return plt.pause(0.001)  # draw without blocking training
     if "inline" in backend:
         plt.show()
     else:
@@ -86,13 +81,9 @@ def show(images, title, step=0):
         fig.savefig(Path(out_dir) / f"{title}_step{step:06d}.png", bbox_inches="tight")
     plt.close(fig)
 
-
-# ---- data: decoded once into one uint8 tensor, then served a whole batch per index ----
-IDX_NAMES = {"train": "train-images-idx3-ubyte", "test": "t10k-images-idx3-ubyte"}
-
-
+# ---- data: decoded once into one uint8 tensor; each epoch a fresh order of batches ----
 def read_idx(path):
-    """One IDX file (.gz or not) as a uint8 tensor: magic 2049 (labels) or 2051 (images), sizes, bytes."""
+    """An IDX file (.gz or not) as a uint8 tensor. IDX: a magic number, the sizes, the bytes."""
     try:
         with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
             raw = f.read()
@@ -100,7 +91,7 @@ def read_idx(path):
         fail(f"{path} is unreadable or corrupt ({e})")
     magic = int.from_bytes(raw[:4], "big")
     if magic not in (2049, 2051):
-        fail(f"{path} is not an IDX file: magic number {magic}, expected 2049 (labels) or 2051 (images)")
+        fail(f"{path} is not an IDX file: magic number {magic}, expected 2049 or 2051")
     ndim = magic - 2048
     shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
     expected = 4 + 4 * ndim + math.prod(shape)
@@ -108,18 +99,16 @@ def read_idx(path):
         fail(f"{path} is truncated or corrupt: {len(raw)} bytes, its header says {expected}")
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=4 + 4 * ndim).view(shape)
 
-
 def find_idx(folder, split="train", kind="images"):
     """The IDX file of one split in a folder that holds the files directly, or None."""
-    name = IDX_NAMES[split].replace("images-idx3", "labels-idx1") if kind == "labels" else IDX_NAMES[split]
-    return next((p for p in (Path(folder) / name, Path(folder) / f"{name}.gz") if p.is_file()), None)
+    prefix = "t10k" if split == "test" else "train"
+    name = f"{prefix}-{kind}-idx{1 if kind == 'labels' else 3}-ubyte"
+    return next((p for p in (Path(folder, name), Path(folder, name + ".gz")) if p.is_file()), None)
 
-
-def load_digits(split="train"):
-    """(images, labels) of one split as uint8 tensors, from data_dir or torchvision's download."""
-    if find_idx(data_dir, split):  # a folder holding the IDX files by hand, e.g. /usr/share/datasets/fashion-mnist
-        labels = find_idx(data_dir, split, "labels")
-        return read_idx(find_idx(data_dir, split)), read_idx(labels) if labels else None
+def load_images(split="train"):
+    """The images of one split as a uint8 tensor, from data_dir or torchvision's download."""
+    if find_idx(data_dir, split):  # a folder of IDX files, e.g. /usr/share/datasets/fashion-mnist
+        return read_idx(find_idx(data_dir, split))
     raw = Path(data_dir) / dataset / "raw"
     made = [d for d in (Path(data_dir), raw.parent, raw) if not d.exists()]
     try:  # torchvision's own loader: mirrors, md5 checks, parsing
@@ -129,24 +118,20 @@ def load_digits(split="train"):
             if d.is_dir() and not any(d.iterdir()):
                 d.rmdir()
         reason = str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__
-        fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put train-images-idx3-ubyte.gz, "
-             f"train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in {raw}/, "
-             f"or pass --data_dir=A_FOLDER_HOLDING_THEM")
-    return ds.data, ds.targets
+        fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put "
+             f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
+             f"and t10k-labels-idx1-ubyte.gz in {raw}/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
+    return ds.data
 
-
-def make_dataloader(dev, generator):
-    images, _ = load_digits("train")
-    images = images.to(dev)  # 47 MB as uint8; on a GPU it stays there, so no copy per step
-    # Each index the sampler yields is a whole batch: one tensor gather per step, no per-image PIL work.
-    batches = BatchSampler(RandomSampler(range(len(images)), generator=generator), batch_size, drop_last=True)
-    return DataLoader(images, sampler=batches, batch_size=None, generator=generator)
-
+def epoch_batches(num_images, epoch):
+    """The image indices of each batch of an epoch, shuffled by a generator seeded with (seed,
+    epoch): a resumed epoch replays its order from two numbers. A last partial batch is dropped."""
+    order = torch.randperm(num_images, generator=torch.Generator().manual_seed(hash((seed, epoch))))
+    return order[: num_images // batch_size * batch_size].view(-1, batch_size)
 
 def to_model_range(batch):
     """uint8 pixels in [0, 255] to flat float images in [-1, 1], the range of G's tanh."""
     return batch.flatten(1).float().div(127.5).sub(1)
-
 
 # ---- models: the seed course's MLPs ----
 class Generator(nn.Module):
@@ -162,7 +147,6 @@ class Generator(nn.Module):
     def forward(self, z):
         return self.net(z)
 
-
 class Discriminator(nn.Module):
     def __init__(self, widths):
         super().__init__()
@@ -170,11 +154,10 @@ class Discriminator(nn.Module):
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2, inplace=True)]
             width_in = width
-        self.net = nn.Sequential(*layers, nn.Linear(width_in, 1))  # a logit: BCEWithLogitsLoss adds the sigmoid
+        self.net = nn.Sequential(*layers, nn.Linear(width_in, 1))  # a logit; the loss adds sigmoid
 
     def forward(self, x):
         return self.net(x)
-
 
 @torch.no_grad()
 def ema_update(ema_tensors, tensors, num_averaged):
@@ -186,21 +169,17 @@ def ema_update(ema_tensors, tensors, num_averaged):
     else:  # BatchNorm's step counters are copied
         torch._foreach_copy_(ema_tensors, tensors)
 
-
 def make_ema(G):
-    # use_buffers: BatchNorm's running statistics are averaged too, so the average samples in eval mode.
+    # use_buffers: BatchNorm's running statistics are averaged too, so it samples in eval mode.
     return AveragedModel(G, multi_avg_fn=ema_update, use_buffers=True).requires_grad_(False)
-
 
 # ---- one training step: D learns real from fake, then G learns to fool D ----
 criterion = nn.BCEWithLogitsLoss()
-
 
 def r1_penalty(real, real_logits):
     # R1 (Mescheder et al. 2018): a D that is flat around real digits cannot push G into one mode.
     grad, = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return r1_gamma / 2 * grad.square().sum(1).mean()
-
 
 def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
     z = torch.randn(len(real), z_dim, device=real.device)
@@ -209,7 +188,8 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
     with autocast():
         fake = G(z)  # one G forward serves both steps: detached for D, attached for G
         real_logits, fake_logits = D(real), D(fake.detach())
-        d_loss = criterion(real_logits, torch.ones_like(real_logits)) + criterion(fake_logits, torch.zeros_like(fake_logits))
+        d_loss = (criterion(real_logits, torch.ones_like(real_logits))
+                  + criterion(fake_logits, torch.zeros_like(fake_logits)))
     if use_r1:  # lazy: every r1_every steps, scaled up so the average pull is the same
         d_loss = d_loss + r1_every * r1_penalty(real, real_logits.float())
     opt_d.zero_grad(set_to_none=True)
@@ -219,229 +199,122 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
     D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
     with autocast():
         g_logits = D(fake)
-        g_loss = criterion(g_logits, torch.ones_like(g_logits))  # non-saturating: maximize log D(G(z))
+        g_loss = criterion(g_logits, torch.ones_like(g_logits))  # non-saturating: max log D(G(z))
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
     D.requires_grad_(True)
     if G_ema is not None:
         G_ema.update_parameters(G)
-    return torch.stack([d_loss.detach(), g_loss.detach(), real_logits.detach().sigmoid().mean(),
-                        fake_logits.detach().sigmoid().mean()]).float()
-
+    # D(x) and D(G(z)) are D's mean belief that real and fake digits are real.
+    d_real, d_fake = real_logits.sigmoid().mean(), fake_logits.sigmoid().mean()
+    stats = torch.stack([d_loss, g_loss, d_real, d_fake]).detach().float().tolist()  # the one sync
+    return dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), stats))
 
 def lr_at(step, total_steps):
-    """lr, constant at first, then falling linearly to 0 over the last lr_decay of training, so G settles."""
-    steps_left = total_steps - step
-    return lr * min(1.0, steps_left / (lr_decay * total_steps)) if lr_decay > 0 else lr
+    """lr, constant at first, then falling linearly to 0 over the last lr_decay of training."""
+    return lr * min(1.0, (total_steps - step) / (lr_decay * total_steps)) if lr_decay > 0 else lr
 
-
-def set_lr(optimizers, value):
-    for opt in optimizers:
-        for group in opt.param_groups:
-            group["lr"] = value
-
-
-# ---- the setup the loop needs: device, precision, models, optimizers ----
+# ---- the training loop, and what it needs: device, precision, models, optimizers ----
 def pick_device():
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu")
-    return torch.device(device)
-
+    mps = torch.backends.mps.is_available()
+    auto = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    return torch.device(auto if device == "auto" else device)
 
 def pick_precision(dev):
-    """bf16 only where the hardware does it natively: on an AVX2-only CPU a bf16 step is ~25x slower."""
+    """bf16 only on a CPU that has it natively: on an AVX2-only CPU a bf16 step is ~25x slower.
+    GPUs get fp32 with TF32 matmuls, since no bf16 GPU path has been measured."""
     if precision != "auto":
         return precision
-    native_cpu_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return "bf16" if dev.type == "cpu" and native_cpu_bf16 else "fp32"
-
+    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return "bf16" if dev.type == "cpu" and native_bf16 else "fp32"
 
 def build(dev):
     G, D = Generator(z_dim, g_widths).to(dev), Discriminator(d_widths).to(dev)
     G_ema = make_ema(G) if ema_decay > 0 else None
-    fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a whole CPU step, measured
-    opt_g = optim.Adam(G.parameters(), lr=lr, betas=(beta1, 0.999), fused=fused)
-    opt_d = optim.Adam(D.parameters(), lr=lr, betas=(beta1, 0.999), fused=fused)
+    fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a CPU step
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, 0.999), fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, 0.999), fused=fused)
     return G, D, G_ema, opt_g, opt_d
 
+def new_run(dev):
+    return {"step": 0, "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}",
+            "fixed_noise": torch.randn(64, z_dim, device=dev),  # the same noise every grid
+            "recent": [], "history": [], "progress": []}  # stats of each step since the last report
 
-def config():
-    return {k: globals()[k] for k in CONFIG_KEYS}
-
-
-# ---- saving: every write goes to a temp file first, so a kill mid-save keeps the old file ----
-def atomic_save(obj, path):
-    tmp = Path(f"{path}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load(path, what):
-    if not Path(path).is_file():
-        fail(f"no {what} at {path}: train first, or point --out_dir at a finished run")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        fail(f"{path} is corrupt or not a basic_gan {what} ({type(e).__name__}); delete it or set --out_dir")
-
-
-def check_same_arch(saved, path):
-    for k in ARCH_KEYS + ("batch_size",):
-        if k in saved and saved[k] != globals()[k]:
-            fail(f"{path} was made with {k} {saved[k]}, this run has {k} {globals()[k]}: use the same {k} or another --out_dir")
-
-
-def save_models(G, D, G_ema):
-    # The generator file holds the averaged weights: they draw the better digits.
-    best_g = G_ema.module if G_ema is not None else G
-    atomic_save({"state_dict": best_g.state_dict(), "config": config()}, Path(out_dir) / "generator.pth")
-    atomic_save({"state_dict": D.state_dict(), "config": config()}, Path(out_dir) / "discriminator.pth")
-
-
-def save_checkpoint(models, opts, run):
-    G, D, G_ema = models
-    atomic_save({"G": G.state_dict(), "D": D.state_dict(), "G_ema": G_ema.state_dict() if G_ema else None,
-                 "opt_g": opts[0].state_dict(), "opt_d": opts[1].state_dict(), "config": config(),
-                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all(), **run},
-                Path(out_dir) / "checkpoint.pt")
-
-
-def restore_checkpoint(models, opts, dev):
-    path = Path(out_dir) / "checkpoint.pt"
-    ckpt = load(path, "checkpoint")
-    check_same_arch(ckpt["config"], path)
-    G, D, G_ema = models
-    try:
-        G.load_state_dict(ckpt["G"]), D.load_state_dict(ckpt["D"])
-        if G_ema is not None and ckpt["G_ema"] is not None:
-            G_ema.load_state_dict(ckpt["G_ema"])
-        opts[0].load_state_dict(ckpt["opt_g"]), opts[1].load_state_dict(ckpt["opt_d"])
-    except (RuntimeError, KeyError, ValueError) as e:
-        fail(f"{path} does not fit this run's models ({str(e).splitlines()[0]})")
-    torch.set_rng_state(ckpt["rng"])
-    if dev.type == "cuda" and ckpt["cuda_rng"]:
-        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-    run = {k: ckpt[k] for k in ("step", "epoch", "data_rng", "run_name", "history", "progress", "last_report")}
-    return {**run, "fixed_noise": ckpt["fixed_noise"].to(dev), "sums": ckpt["sums"].to(dev)}
-
-
-# ---- the training loop ----
-STOP = []  # the SIGINT/SIGTERM handler only records the signal; the loop stops between two steps
-
-
-def on_signal(signum, frame):
-    STOP.append(signum)
-
-
-def describe(dev):
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else dev.type
-
+STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
 
 def train():
     dev = pick_device()
     prec = pick_precision(dev)
     torch.manual_seed(seed)
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
-    data_rng = torch.Generator().manual_seed(seed)  # the data order alone, so a resume can replay it
-    loader = make_dataloader(dev, data_rng)
-    G, D, G_ema, opt_g, opt_d = build(dev)
+    images = load_images("train").to(dev)  # 47 MB as uint8; on a GPU it stays there
+    steps_per_epoch = len(images) // batch_size
+    total_steps = epochs * steps_per_epoch  # what the lr schedule spans; max_steps may stop sooner
+    G, D, G_ema, opt_g, opt_d = parts = build(dev)
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
-    run = {"step": 0, "epoch": 0, "data_rng": data_rng.get_state(), "history": [], "progress": [],
-           "sums": torch.zeros(4, device=dev), "last_report": 0,  # loss sums since the last report
-           "fixed_noise": torch.randn(64, z_dim, device=dev),  # the same noise every grid, to watch progress
-           "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}"}
-    if resume:
-        run.update(restore_checkpoint((G, D, G_ema), (opt_g, opt_d), dev))
-        print(f"resuming {run['run_name']} at epoch {run['epoch'] + 1}, step {run['step']}")
-    total_steps = epochs * len(loader)  # what the lr schedule spans; max_steps stops early within it
-    print(f"training on {describe(dev)} in {prec}: {epochs} epochs of {len(loader)} steps")
+    run = restore_checkpoint(parts, dev) if resume else new_run(dev)
+    print(f"training on {describe(dev)} in {prec}: {epochs} epochs of {steps_per_epoch} steps")
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves no trace
-    writer = SummaryWriter(Path(out_dir) / "runs" / run["run_name"])  # a resumed run appends to its own
-    if run["step"] == 0:
-        writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + "\n".join(f"|{k}|{v}|" for k, v in config().items()))
-
-    def checkpoint():
-        save_checkpoint((G, D, G_ema), (opt_g, opt_d), run)
-        save_models(G, D, G_ema)
-
-    STOP.clear()
-    old_handlers = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        tic = time.perf_counter()
-        while run["epoch"] < epochs and not (max_steps and run["step"] >= max_steps):
-            for batch in (bar := epoch_batches(loader, data_rng, run)):
-                run["lr"] = lr_at(run["step"], total_steps)
-                set_lr((opt_g, opt_d), run["lr"])
-                losses = train_step(G, D, G_ema, opt_g, opt_d, to_model_range(batch), run["step"], autocast)
+    run["timer"] = (time.perf_counter(), run["step"])  # img/s counts this process's steps only
+    with open_writer(run) as writer, signals_stop_the_loop():
+        for epoch in range(run["step"] // steps_per_epoch, epochs):
+            done = run["step"] - epoch * steps_per_epoch  # > 0 where a resume lands mid-epoch
+            bar = tqdm(epoch_batches(len(images), epoch)[done:], desc=f"epoch {epoch + 1}/{epochs}",
+                       initial=done, total=steps_per_epoch, leave=False)
+            for batch in bar:
+                for group in opt_g.param_groups + opt_d.param_groups:
+                    group["lr"] = lr_at(run["step"], total_steps)
+                real = to_model_range(images[batch.to(dev)])
+                stats = train_step(G, D, G_ema, opt_g, opt_d, real, run["step"], autocast)
                 run["step"] += 1
-                d_loss, g_loss = losses[:2].tolist()  # the one host sync per step: for the bar, and to stop on NaN
-                if not math.isfinite(d_loss + g_loss):  # checked before any save, so no bad state is kept
-                    fail(f"step {run['step']}: the loss is not finite (D {d_loss:.4g}, G {g_loss:.4g}); stopped. "
-                         f"The last good checkpoint is {Path(out_dir) / 'checkpoint.pt'}", code=1)
-                bar.set_postfix(D=f"{d_loss:.3f}", G=f"{g_loss:.3f}", refresh=False)
-                run["sums"] += losses
+                if not math.isfinite(stats["d_loss"] + stats["g_loss"]):  # checked before any save
+                    fail(f"step {run['step']}: the loss is not finite ({stats}); stopped. The last "
+                         f"good checkpoint is {Path(out_dir) / 'checkpoint.pt'}", code=1)
+                bar.set_postfix(D=f"{stats['d_loss']:.3f}", G=f"{stats['g_loss']:.3f}", refresh=0)
+                run["recent"].append(stats)
                 if run["step"] % info_step == 0:
-                    report(run, time.perf_counter() - tic, writer, G_ema or G, batch)
-                    tic = time.perf_counter()
-                if STOP or (max_steps and run["step"] >= max_steps):
+                    report(run, writer, G_ema or G, real, group["lr"])
+                if STOP or run["step"] == max_steps:
                     break
             bar.close()
-            if run["step"] == (run["epoch"] + 1) * len(loader):  # the epoch ran to its end
-                next(bar.iterable, None)  # after a stop on its last step: the sampler's RNG ends as a full epoch's does
-                run["epoch"] += 1
-                run["data_rng"] = data_rng.get_state()
-            checkpoint()
+            save_checkpoint(parts, run)
+            save_models(G, D, G_ema)
             writer.flush()
             if STOP:
-                print(f"\nstopped at step {run['step']}; saved {Path(out_dir) / 'checkpoint.pt'}. "
-                      f"Continue with: python basic_gan.py --resume --out_dir={out_dir}", file=sys.stderr)
+                print(f"\nstopped at step {run['step']} and saved the checkpoint. Continue with: "
+                      f"python basic_gan.py --resume --out_dir={out_dir}", file=sys.stderr)
                 raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
-    finally:
-        for sig, handler in old_handlers.items():
-            signal.signal(sig, handler)
-        writer.close()
+            if run["step"] == max_steps:
+                break
     finish(run, G_ema or G)
     return G, D, G_ema
 
-
-def epoch_batches(loader, data_rng, run):
-    """This epoch's batches in the order the saved data RNG state gives; a resumed epoch skips what it did."""
-    data_rng.set_state(run["data_rng"])
-    done = run["step"] - run["epoch"] * len(loader)
-    return tqdm(itertools.islice(loader, done, None), desc=f"epoch {run['epoch'] + 1}/{epochs}",
-                initial=done, total=len(loader), leave=False)
-
-
-def report(run, seconds, writer, G, real_batch):
-    """Every info_step: mean losses since the last report, the grids, and TensorBoard."""
-    step, steps = run["step"], run["step"] - run["last_report"]
-    d_loss, g_loss, d_real, d_fake = (run["sums"] / steps).tolist()
-    run["sums"].zero_()
-    run["last_report"] = step
-    run["history"].append((step, g_loss, d_loss))
-    images_per_s = steps * batch_size / seconds
-    tqdm.write(f"step {step}: G loss {g_loss:.4f}, D loss {d_loss:.4f}, D(x) {d_real:.2f}, D(G(z)) {d_fake:.2f}, {images_per_s:.0f} img/s")
-    for tag, value in [("losses/g", g_loss), ("losses/d", d_loss), ("charts/d_real", d_real),
-                       ("charts/d_fake", d_fake), ("charts/lr", run["lr"]), ("charts/images_per_s", images_per_s)]:
-        writer.add_scalar(tag, value, step)
+def report(run, writer, G, real, lr_now):
+    """Every info_step: mean step stats since the last report, the grids, and TensorBoard."""
+    step, recent = run["step"], run["recent"]
+    mean = {k: sum(s[k] for s in recent) / len(recent) for k in recent[0]}
+    run["recent"] = []
+    run["history"].append((step, mean["g_loss"], mean["d_loss"]))
+    images_per_s = (step - run["timer"][1]) * batch_size / (time.perf_counter() - run["timer"][0])
+    run["timer"] = (time.perf_counter(), step)
+    tqdm.write(f"step {step}: G loss {mean['g_loss']:.4f}, D loss {mean['d_loss']:.4f}, "
+               f"D(x) {mean['d_real']:.2f}, D(G(z)) {mean['d_fake']:.2f}, {images_per_s:.0f} img/s")
+    for name, value in {**mean, "lr": lr_now, "images_per_s": images_per_s}.items():
+        writer.add_scalar(("losses/" if "loss" in name else "charts/") + name, value, step)
     fake = generate(G, run["fixed_noise"])
     run["progress"].append(fake[:8].cpu())  # a row for the progress strip at the end
-    for tag, images in (("fake", fake), ("real", to_model_range(real_batch[:64]))):
+    for tag, images in (("fake", fake), ("real", real[:64])):
         show(images, tag, step)
-        writer.add_image(f"images/{tag}", make_grid(images.view(-1, 1, 28, 28), normalize=True, value_range=(-1, 1)), step)
-
+        writer.add_image(f"images/{tag}", grid(images), step)
 
 @torch.no_grad()
 def generate(G, noise):
-    was_training = G.training
-    G.eval()  # BatchNorm's running statistics, so a digit does not depend on the rest of its batch
-    images = G(noise).float()
-    G.train(was_training)
+    training = G.training
+    images = G.eval()(noise).float()  # BatchNorm's running statistics: a digit is not its batch's
+    G.train(training)
     return images
-
 
 def finish(run, G):
     """The end of training: a last grid, the digits forming row by row, and the loss curve."""
@@ -449,19 +322,23 @@ def finish(run, G):
     if run["progress"]:
         rows = torch.stack(run["progress"])
         rows = rows[torch.linspace(0, len(rows) - 1, min(len(rows), 10)).round().long()]
-        save_image(rows.view(-1, 1, 28, 28), Path(out_dir) / "progress.png", nrow=8, normalize=True, value_range=(-1, 1))
+        save_image(grid(rows), Path(out_dir) / "progress.png")
     if run["history"]:
         steps, g, d = zip(*run["history"])
         fig = plt.figure(figsize=(6, 3))
-        plt.plot(steps, g, label="G loss")
-        plt.plot(steps, d, label="D loss")
-        plt.xlabel("step"), plt.legend(), plt.tight_layout()
+        plt.plot(steps, g, steps, d)
+        plt.xlabel("step"), plt.legend(["G loss", "D loss"]), plt.tight_layout()
         fig.savefig(Path(out_dir) / "losses.png")
         plt.close(fig)
     print(f"saved {Path(out_dir) / 'generator.pth'} and {Path(out_dir) / 'discriminator.pth'}")
 
+# ---- saving the weights (after every epoch, so also at the end), and drawing from them ----
+def save_models(G, D, G_ema):
+    # The generator file holds the averaged weights: they draw the better digits.
+    best_g = G_ema.module if G_ema is not None else G
+    for name, model in (("generator.pth", best_g), ("discriminator.pth", D)):
+        atomic_save({"state_dict": model.state_dict(), "config": config()}, Path(out_dir) / name)
 
-# ---- sampling from a trained generator ----
 def load_generator(path):
     """A Generator rebuilt from a generator.pth, which holds its own widths."""
     saved = load(path, "generator")
@@ -472,131 +349,171 @@ def load_generator(path):
         fail(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})")
     return G
 
-
 def sample_digits(n):
-    G = load_generator(Path(out_dir) / "generator.pth")
+    """n digits from out_dir/generator.pth in samples.png and samples.pt, and an interpolation."""
+    G, out = load_generator(Path(out_dir) / "generator.pth"), Path(out_dir)
     torch.manual_seed(seed)
     images = (generate(G, torch.randn(n, G.z_dim)).view(n, 1, 28, 28) + 1) / 2  # [0, 1] for scorers
-    torch.save(images, Path(out_dir) / "samples.pt")
-    save_image(images, Path(out_dir) / "samples.png", nrow=math.ceil(n ** 0.5))
+    torch.save(images, out / "samples.pt")
+    save_image(images, out / "samples.png", nrow=math.ceil(n ** 0.5))
     # Straight lines between random points of the noise space: smooth changes mean G learned a
     # space of digits rather than a lookup table of memorized ones.
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
     line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim))
-    save_image(line.view(-1, 1, 28, 28), Path(out_dir) / "interpolation.png", nrow=10, normalize=True, value_range=(-1, 1))
-    print(f"wrote {n} samples to {Path(out_dir) / 'samples.png'} and {Path(out_dir) / 'samples.pt'}, "
-          f"and {Path(out_dir) / 'interpolation.png'}")
+    save_image(grid(line, nrow=10), out / "interpolation.png")
+    print(f"wrote {n} samples to {out / 'samples.png'} and samples.pt, and interpolation.png")
     return images
 
+# ==== plumbing a learner need not read: the loop's helpers, checkpoints, command line, checks ====
+def describe(dev):
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else "MPS"
 
-# ---- command line: --name=value for every constant above, checked against its default ----
-def parse_args(argv):
-    """Overrides from argv as {name: value}; every problem is one line and exit code 2."""
-    overrides, i = {}, 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in ("-h", "--help"):
-            print_help()
-            raise SystemExit(0)
-        if not arg.startswith("--") or arg == "--":
-            fail(f"unexpected argument {arg!r}: every option is --name=value (see --help)")
-        key, has_value, text = arg[2:].partition("=")
-        key = key.replace("-", "_")
-        if key not in CONFIG_KEYS:
-            close = difflib.get_close_matches(key, CONFIG_KEYS, n=1)
-            fail(f"unknown option --{key}" + (f"; did you mean --{close[0]}?" if close else " (see --help)"))
-        default = globals()[key]
-        if not has_value:  # --epochs 3, or a bare --resume meaning True
-            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                text, i = argv[i + 1], i + 1
-            elif isinstance(default, bool):
-                text = "True"
-            else:
-                fail(f"--{key} needs a value, e.g. --{key}={default!r}")
-        overrides[key] = convert(key, text, default)
-        i += 1
-    return overrides
+def open_writer(run):
+    """TensorBoard's writer for this run; a resumed run appends to its own folder."""
+    writer = SummaryWriter(Path(out_dir) / "runs" / run["run_name"])
+    if run["step"] == 0:
+        table = "\n".join(f"|{k}|{v}|" for k, v in config().items())
+        writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + table)
+    return writer
 
-
-def convert(key, text, default):
-    """The text as a value of the default's type, or a one-line error."""
+@contextlib.contextmanager
+def signals_stop_the_loop():
+    """Ctrl-C and SIGTERM set STOP, so the loop can save between two steps; restored afterwards."""
+    STOP.clear()
+    handlers = {s: signal.signal(s, lambda signum, frame: STOP.append(signum))
+                for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        value = text
-    if isinstance(default, str):
-        return value if isinstance(value, str) else text
-    if isinstance(default, bool) and isinstance(value, str) and value.lower() in ("true", "false"):
-        value = value.lower() == "true"
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if isinstance(default, tuple) and isinstance(value, (list, int)):
-        value = tuple(value) if isinstance(value, list) else (value,)
-    if type(value) is not type(default) or (isinstance(value, tuple) and not all(type(v) is int for v in value)):
-        kind = {"tuple": "a tuple of ints", "int": "an int", "float": "a number", "bool": "True or False"}[type(default).__name__]
-        fail(f"--{key} must be {kind} like {default!r}, got {text!r}")
-    return value
+        yield
+    finally:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
 
+def config():
+    return {k: globals()[k] for k in DEFAULTS}
+
+def atomic_save(obj, path):
+    """Write to a temp file, then rename: a kill mid-save keeps the old file."""
+    torch.save(obj, f"{path}.tmp")
+    os.replace(f"{path}.tmp", path)
+
+def load(path, what):
+    if not Path(path).is_file():
+        fail(f"no {Path(path).name} in {Path(path).parent}: train first, or set --out_dir to a run")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        fail(f"{path} is corrupt or not a basic_gan {what} ({type(e).__name__}); "
+             f"delete it or set --out_dir")
+
+CHECKPOINT_FORMAT = 2  # 2: the data order follows from (seed, epoch), so no data RNG is saved
+PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
+
+def save_checkpoint(parts, run):
+    atomic_save({"format": CHECKPOINT_FORMAT, "config": config(),
+                 "run": {k: v for k, v in run.items() if k != "timer"},
+                 **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
+                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
+                Path(out_dir) / "checkpoint.pt")
+
+def restore_checkpoint(parts, dev):
+    """The run as the checkpoint left it: weights, optimizers, RNG and the loop's own state."""
+    path = Path(out_dir) / "checkpoint.pt"
+    ckpt = load(path, "checkpoint")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        fail(f"{path} was made by an older basic_gan: start a new run with another --out_dir, "
+             f"or resume it with the basic_gan.py that made it")
+    for k in ("z_dim", "g_widths", "d_widths", "batch_size"):  # what the saved tensors' shapes need
+        if ckpt["config"][k] != globals()[k]:
+            fail(f"{path} was made with {k} {ckpt['config'][k]}, this run has {k} {globals()[k]}: "
+                 f"use the same {k} or another --out_dir")
+    for part, name in zip(parts, PARTS):
+        if part is not None and ckpt[name] is not None:  # G_ema is None where ema_decay is 0
+            part.load_state_dict(ckpt[name])
+    torch.set_rng_state(ckpt["rng"])
+    if dev.type == "cuda" and ckpt["cuda_rng"]:
+        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
+    run = ckpt["run"]
+    print(f"resuming {run['run_name']} at step {run['step']}")
+    return {**run, "fixed_noise": run["fixed_noise"].to(dev)}
+
+def parse_args(argv):
+    """{name: value} of every constant: as in this file, or as --name=value or --name value says."""
+    comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", Path(__file__).read_text(), re.M))
+    parser = argparse.ArgumentParser(usage="basic_gan.py [--name=value ...]", description=__doc__,
+                                     formatter_class=argparse.RawTextHelpFormatter,
+                                     allow_abbrev=False)  # so --epoch=3 is an error, not --epochs
+    def one_line(message):  # argparse's errors as one line and exit 2, without the usage block
+        message = message.replace("expected one argument", "needs a value")
+        fail(re.sub(r"^argument (--\w+): ", r"\1 ", message))  # "--epochs needs a value"
+    parser.error = one_line
+    for key, default in DEFAULTS.items():
+        flag = type(default) is bool  # a bare --resume means --resume=True
+        parser.add_argument(f"--{key}", default=default, type=typed_like(default), metavar="",
+                            nargs="?" if flag else None, const=True if flag else None,
+                            help=f"{comments.get(key, '')} (default: {default!r})")
+    argv = [re.sub(r"^--(\w[\w-]*)", lambda m: "--" + m[1].replace("-", "_"), a) for a in argv]
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        key = unknown[0][2:].partition("=")[0]
+        if not unknown[0].startswith("--") or not key:
+            fail(f"unexpected argument {unknown[0]!r}: every option is --name=value (see --help)")
+        close = difflib.get_close_matches(key, DEFAULTS, n=1)
+        hint = f"; did you mean --{close[0]}?" if close else " (see --help)"
+        fail(f"unknown option --{key}{hint}")
+    return vars(args)
+
+def typed_like(default):
+    """A reader of command-line text as the default's type: 3 for an int, (64, 128) for a tuple."""
+    def parse(text):
+        if type(default) is str:
+            return text
+        with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            value = ast.literal_eval(text.capitalize() if type(default) is bool else text)
+            if (type(default), type(value)) in ((float, int), (tuple, list)):
+                value = type(default)(value)  # 1 is a float, [64] a tuple
+            ints = type(value) is not tuple or all(type(v) is int for v in value)
+            if type(value) is type(default) and ints:
+                return value
+        kinds = {bool: "True or False", int: "an int", float: "a number", tuple: "a tuple of ints"}
+        message = f"must be {kinds[type(default)]} like {default!r}, got {text!r}"
+        raise argparse.ArgumentTypeError(message)
+    return parse
 
 def check_config():
     """Impossible values, refused before any data or output is touched."""
-    c = config()
-    positive = ["batch_size", "z_dim", "info_step", "r1_every"]
-    for k in positive:
-        if c[k] <= 0:
-            fail(f"{k} must be > 0, got {c[k]}")
-    for k in ("epochs", "max_steps", "sample"):
-        if c[k] < 0:
-            fail(f"{k} must be >= 0, got {c[k]}")
-    for k in ("g_widths", "d_widths"):
-        if not c[k] or min(c[k]) <= 0:
-            fail(f"{k} must be a non-empty tuple of widths > 0, got {c[k]}")
-    for k in ("lr", "lr_decay", "r1_gamma", "beta1", "ema_decay"):
-        if not math.isfinite(c[k]):
-            fail(f"{k} must be a finite number, got {c[k]}")
-    if c["lr"] <= 0:
-        fail(f"lr must be > 0, got {c['lr']}")
-    if c["r1_gamma"] < 0:
-        fail(f"r1_gamma must be >= 0 (0 = off), got {c['r1_gamma']}")
-    if not 0 <= c["beta1"] < 1 or not 0 <= c["ema_decay"] < 1:
-        fail(f"beta1 and ema_decay must be in [0, 1), got {c['beta1']} and {c['ema_decay']}")
-    if not 0 <= c["lr_decay"] <= 1:
-        fail(f"lr_decay must be in [0, 1] (a fraction of training), got {c['lr_decay']}")
-    choices = {"device": ("auto", "cpu", "cuda", "mps"), "precision": ("auto", "fp32", "bf16"),
-               "dataset": ("MNIST", "FashionMNIST")}
-    for k, allowed in choices.items():
-        if c[k].split(":")[0] not in allowed or (k != "device" and ":" in c[k]):
-            fail(f"{k} must be one of {', '.join(allowed)}, got {c[k]!r}")
+    rules = [  # (constants, a test each must pass, what it must be)
+        (("lr", "lr_decay", "r1_gamma", "beta1", "ema_decay"), math.isfinite, "a finite number"),
+        (("batch_size", "z_dim", "info_step", "r1_every", "lr"), lambda v: v > 0, "> 0"),
+        (("epochs", "max_steps", "sample", "r1_gamma"), lambda v: v >= 0, ">= 0"),
+        (("g_widths", "d_widths"), lambda v: v and min(v) > 0, "a non-empty tuple of widths > 0"),
+        (("beta1", "ema_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
+        (("lr_decay",), lambda v: 0 <= v <= 1, "in [0, 1] (a fraction of training)"),
+        (("device",), lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v),
+         "one of auto, cpu, cuda, mps"),
+        (("precision",), lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
+        (("dataset",), lambda v: v in ("MNIST", "FashionMNIST"), "one of MNIST, FashionMNIST")]
+    for keys, ok, wanted in rules:
+        for k in keys:
+            if not ok(globals()[k]):
+                fail(f"{k} must be {wanted}, got {globals()[k]!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        fail(f"device {device!r} was asked for, but torch sees no CUDA GPU here; use --device=cpu or auto")
+        fail(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device=cpu")
     if device == "mps" and not torch.backends.mps.is_available():
-        fail("device 'mps' was asked for, but this machine has no MPS; use --device=cpu or auto")
+        fail("device 'mps' was asked for, but this machine has no MPS; use --device=cpu")
     if Path(data_dir).exists() and not Path(data_dir).is_dir():
         fail(f"data_dir {data_dir!r} is a file, not a folder")
-    existing = next(p for p in [Path(out_dir).absolute(), *Path(out_dir).absolute().parents] if p.exists())
+    out = Path(out_dir).absolute()
+    existing = next(p for p in (out, *out.parents) if p.exists())  # the folder it will be made in
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         fail(f"out_dir {out_dir!r} is not writable (checked {existing})")
-    for wanted, name in ((resume, "checkpoint.pt"), (sample, "generator.pth")):
-        if wanted and not (Path(out_dir) / name).is_file():
-            fail(f"no {name} in {out_dir}: train first, or point --out_dir at the run's folder")
-
-
-def print_help():
-    """The constants block itself is the help: each name, its default and its comment."""
-    print(__doc__)
-    source = Path(__file__).read_text().splitlines()
-    for k in CONFIG_KEYS:
-        line = next((s for s in source if re.match(rf"{k}\s*=", s)), "")
-        print(f"  --{k:<11} {globals()[k]!r:<26} {line.partition('#')[2].strip()}")
-
 
 def main(argv=None):
-    """Parse the overrides into the constants, then sample or train."""
+    """Set the constants from this file and the command line, then sample or train."""
     globals().update(parse_args(sys.argv[1:] if argv is None else argv))
     check_config()
-    if sample:
-        return sample_digits(sample)
-    return train()
+    return sample_digits(sample) if sample else train()
 
 
 if __name__ == "__main__":

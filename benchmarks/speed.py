@@ -7,7 +7,7 @@ Both use the same Generator/Discriminator widths, batch size and number of steps
   textbook   torchvision DataLoader + ToTensor, a fresh G forward for each of the D and G steps,
              D's weights get gradients in G's step, plain Adam; as in the seed course
   basic_gan  basic_gan.train_step with the default constants (R1 every r1_every steps, EMA of G),
-             its uint8 DataLoader, and the one host sync per step its loop makes
+             its uint8 images batched by index, and the one host sync per step its loop makes
 The rounds alternate between the two and the best of each is kept, since this machine is noisy.
 It also times the data path alone and each precision: fp32, and bf16 (a few steps only, where the
 CPU lacks native bf16, to show why basic_gan never picks it there).
@@ -69,16 +69,22 @@ def textbook_steps(dev, loader):
     return run
 
 
+def basic_gan_batches(images, dev):
+    """basic_gan's data path: each epoch's batches of indices, gathered from the uint8 images."""
+    for epoch in itertools.count():
+        for idx in basic_gan.epoch_batches(len(images), epoch):
+            yield images[idx.to(dev)]
+
+
 def basic_gan_steps(dev, prec="fp32"):
-    loader = basic_gan.make_dataloader(dev, torch.Generator().manual_seed(0))
+    batches = basic_gan_batches(basic_gan.load_images("train").to(dev), dev)
     G, D, G_ema, opt_g, opt_d = basic_gan.build(dev)
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
-    batches, step = itertools.cycle(loader), [0]
+    step = [0]
 
     def run(n):
-        for _ in range(n):
-            losses = basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), step[0], autocast)
-            losses[:2].tolist()
+        for _ in range(n):  # train_step returns Python floats: the loop's one host sync per step
+            basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), step[0], autocast)
             step[0] += 1
     return run
 
@@ -141,7 +147,8 @@ def main(argv=None):
     print(f"{hardware(dev)}; basic_gan picks {prec}; batch {basic_gan.batch_size}, {args.steps} steps x {args.rounds} rounds")
 
     old_loader = textbook_loader(str(root))
-    new_loader = basic_gan.make_dataloader(dev, torch.Generator().manual_seed(0))
+    images = basic_gan.load_images("train").to(dev)
+    new_loader = itertools.islice(basic_gan_batches(images, dev), len(images) // basic_gan.batch_size)
     old_data = data_epoch_seconds(old_loader, dev, lambda b: b[0].to(dev).view(len(b[0]), -1))
     new_data = data_epoch_seconds(new_loader, dev, basic_gan.to_model_range)
     print(f"data path, one 60k epoch: ToTensor DataLoader {old_data:.2f} s, basic_gan's {new_data:.3f} s ({old_data / new_data:.0f}x)")

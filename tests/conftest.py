@@ -14,8 +14,10 @@ os.environ["OMP_NUM_THREADS"] = "1"
 
 from idx import fake_digits, real_mnist_root, write_dataset  # noqa: E402
 
-# Small models and batches: a step takes about a millisecond, so whole runs fit in a test.
-SMALL = ["--g_widths=(32,64)", "--d_widths=(64,32)", "--z_dim=8", "--batch_size=16", "--device=cpu"]
+# Small models and batches: a step takes about a millisecond, so whole runs fit in a test. fp32 on
+# every CPU: with --precision=auto, one with native bf16 would train in bf16 (see test_models).
+SMALL = ["--g_widths=(32,64)", "--d_widths=(64,32)", "--z_dim=8", "--batch_size=16", "--device=cpu",
+         "--precision=fp32"]
 
 
 @pytest.fixture(scope="session")
@@ -37,7 +39,7 @@ def real_root(tmp_path_factory):
 def gan(monkeypatch):
     """basic_gan with its constants restored after the test, since main() overrides them."""
     import basic_gan
-    for k in basic_gan.CONFIG_KEYS:
+    for k in basic_gan.DEFAULTS:
         monkeypatch.setattr(basic_gan, k, getattr(basic_gan, k))
     return basic_gan
 

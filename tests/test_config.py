@@ -3,6 +3,7 @@ import gzip
 import math
 
 import pytest
+import torch
 
 from conftest import SMALL, run_all, run_script
 from idx import fake_digits, idx_bytes
@@ -11,8 +12,9 @@ from idx import fake_digits, idx_bytes
 def test_every_constant_is_an_option(gan):
     for name in ("epochs", "batch_size", "lr", "z_dim", "info_step", "device", "seed", "data_dir",
                  "out_dir", "max_steps", "dataset", "g_widths", "d_widths", "resume", "sample"):
-        assert name in gan.CONFIG_KEYS
-    assert "Generator" not in gan.CONFIG_KEYS and "CONFIG_KEYS" not in gan.CONFIG_KEYS
+        assert name in gan.DEFAULTS
+    assert "Generator" not in gan.DEFAULTS and "DEFAULTS" not in gan.DEFAULTS
+    assert not any(k.startswith("_") for k in gan.DEFAULTS)  # not __doc__ or __name__
 
 
 @pytest.mark.parametrize("argv, expected", [
@@ -27,7 +29,19 @@ def test_every_constant_is_an_option(gan):
     (["--data-dir=/x"], {"data_dir": "/x"}),       # dashes work like underscores
 ])
 def test_parse_args(gan, argv, expected):
-    assert gan.parse_args(argv) == expected
+    assert gan.parse_args(argv) == {**gan.DEFAULTS, **expected}  # the rest as written in the file
+
+
+def test_each_main_call_starts_from_the_file_constants(gan, tiny_data, tmp_path):
+    """In a notebook, a second main() must not keep the first call's overrides."""
+    args = ["--g_widths=(32,)", "--d_widths=(32,)", "--batch_size=16", "--device=cpu", "--max_steps=1",
+            "--info_step=1", f"--data_dir={tiny_data}"]
+    G, _, _ = gan.main([*args, "--lr=1e-3", "--z_dim=16", f"--out_dir={tmp_path / 'a'}"])
+    assert G.z_dim == 16 and gan.lr == 1e-3
+    G, _, _ = gan.main([*args, f"--out_dir={tmp_path / 'b'}"])
+    assert G.z_dim == gan.DEFAULTS["z_dim"] == 64 and gan.lr == gan.DEFAULTS["lr"] == 2e-4
+    saved = torch.load(tmp_path / "b" / "generator.pth", weights_only=True)["config"]
+    assert saved["lr"] == 2e-4 and saved["z_dim"] == 64
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,11 +1,11 @@
-"""The MNIST DataLoader: IDX files decoded once, batched by index; clear errors for bad files."""
+"""The data: IDX files decoded once, each epoch batched by index in its own order; clear errors."""
 import gzip
 
 import pytest
 import torch
 from torchvision import datasets, transforms
 
-from idx import fake_digits, idx_bytes, write_dataset, write_idx
+from idx import fake_digits, idx_bytes, write_idx
 
 
 def test_read_idx_plain_and_gzipped(gan, tmp_path):
@@ -42,21 +42,21 @@ def test_read_idx_names_a_corrupt_gzip(gan, capsys, tmp_path):
 
 def test_a_folder_of_idx_files_is_a_data_dir(gan, tiny_data):
     gan.data_dir = str(tiny_data)
-    images, labels = gan.load_digits("train")
-    assert images.shape == (256, 28, 28) and images.dtype == torch.uint8 and labels.shape == (256,)
+    images = gan.load_images("train")
+    assert images.shape == (256, 28, 28) and images.dtype == torch.uint8
+    assert gan.load_images("test").shape == (64, 28, 28)
 
 
-def test_dataloader_serves_each_image_once_per_epoch(gan, tmp_path):
-    images = torch.arange(100).view(100, 1, 1).expand(100, 28, 28).to(torch.uint8)
-    write_dataset(tmp_path, (images, torch.zeros(100)), (images[:10], torch.zeros(10)), gz=False)
-    gan.data_dir, gan.batch_size = str(tmp_path), 32
-    loader = gan.make_dataloader(torch.device("cpu"), torch.Generator().manual_seed(0))
-    batches = list(loader)
-    assert len(loader) == len(batches) == 3  # the last partial batch is dropped
-    assert all(b.shape == (32, 28, 28) and b.dtype == torch.uint8 for b in batches)
-    seen = torch.cat([b[:, 0, 0] for b in batches])
-    assert len(set(seen.tolist())) == 96
-    assert not torch.equal(seen, torch.arange(96))  # shuffled
+def test_each_epoch_serves_each_image_once_in_its_own_order(gan):
+    gan.batch_size, gan.seed = 32, 0
+    batches = gan.epoch_batches(100, epoch=0)
+    assert batches.shape == (3, 32)  # the last partial batch is dropped
+    assert len(set(batches.flatten().tolist())) == 96 and batches.max() < 100
+    assert not torch.equal(batches.flatten(), torch.arange(96))  # shuffled
+    assert torch.equal(gan.epoch_batches(100, epoch=0), batches)  # the same two numbers, the same order
+    assert not torch.equal(gan.epoch_batches(100, epoch=1), batches)
+    gan.seed = 1
+    assert not torch.equal(gan.epoch_batches(100, epoch=0), batches)
 
 
 def test_model_range(gan):
@@ -68,7 +68,7 @@ def test_missing_dataset_offline_says_where_to_put_the_files(gan, capsys, tmp_pa
     monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])  # nothing listens there
     gan.data_dir = str(tmp_path / "data")
     with pytest.raises(SystemExit) as exit_:
-        gan.load_digits("train")
+        gan.load_images("train")
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1
     assert "could not be downloaded" in err and f"{tmp_path / 'data'}/MNIST/raw/" in err
@@ -78,8 +78,8 @@ def test_missing_dataset_offline_says_where_to_put_the_files(gan, capsys, tmp_pa
 
 def test_torchvision_layout_with_real_digits(gan, real_root):
     gan.data_dir = str(real_root)
-    images, labels = gan.load_digits("train")
-    assert images.shape == (60000, 28, 28) and labels[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
+    images = gan.load_images("train")
+    assert images.shape == (60000, 28, 28)
     # the same pixels the textbook ToTensor pipeline sees
     reference = datasets.MNIST(str(real_root), train=True, transform=transforms.ToTensor())
     assert torch.equal(gan.to_model_range(images[:1]), reference[0][0].view(1, -1) * 2 - 1)

@@ -38,7 +38,7 @@ def same_state(a, b):
 
 def test_a_run_prints_progress_and_writes_every_output(trained):
     out, result = trained
-    assert "training on CPU" in result.stdout and "in fp32" in result.stdout
+    assert "training on CPU with" in result.stdout and "in fp32" in result.stdout  # pinned in SMALL
     reports = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert [r.split(":")[0] for r in reports] == [f"step {s}" for s in (5, 10, 15, 20, 25, 30)]
     assert "G loss" in reports[0] and "D loss" in reports[0]
@@ -66,7 +66,8 @@ def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
     events = EventAccumulator(str(runs[0]), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     tags = events.Tags()
-    for tag in ("losses/g", "losses/d", "charts/d_real", "charts/d_fake", "charts/lr", "charts/images_per_s"):
+    for tag in ("losses/g_loss", "losses/d_loss", "charts/d_real", "charts/d_fake", "charts/lr",
+                "charts/images_per_s"):
         assert [e.step for e in events.Scalars(tag)] == [5, 10, 15, 20, 25, 30]
     lrs = [e.value for e in events.Scalars("charts/lr")]
     assert lrs[0] == pytest.approx(2e-4) and lrs[-1] == pytest.approx(2e-4 * 3 / 16)  # falls over the last half
@@ -96,10 +97,12 @@ def test_resume_continues_the_same_run_bit_for_bit(trained, tiny_data, tmp_path)
     assert run_script(*args, "--epochs=2", "--max_steps=16", cwd=tmp_path).returncode == 0
     result = run_script(*args, "--epochs=2", "--resume", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "resuming MNIST_seed0_" in result.stdout and "at epoch 2, step 16" in result.stdout
+    assert "resuming MNIST_seed0_" in result.stdout and "at step 16" in result.stdout
     whole, resumed = load(out / "checkpoint.pt"), load(tmp_path / "b" / "checkpoint.pt")
-    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "history", "step", "epoch", "rng", "data_rng"):
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):
         assert same_state(whole[key], resumed[key]), key
+    for key in ("step", "history", "progress", "recent", "fixed_noise"):
+        assert same_state(whole["run"][key], resumed["run"][key]), key
     assert len(list((tmp_path / "b" / "runs").iterdir())) == 1  # appended to the same TensorBoard run
 
 
@@ -117,29 +120,31 @@ def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, 
     assert proc.returncode == code, stderr
     assert "Continue with: python basic_gan.py --resume" in stderr and "Traceback" not in stderr
     cut = load(tmp_path / "cut" / "checkpoint.pt")
-    assert 50 <= cut["step"] < 192  # stopped mid-run, most likely mid-epoch 4
+    assert 50 <= cut["run"]["step"] < 192  # stopped mid-run, most likely mid-epoch 4
     if sig == signal.SIGTERM:
         return  # the same save path; SIGINT below also proves the resume
     assert run_script(*args, "--out_dir=cut", "--resume", cwd=tmp_path).returncode == 0
     assert finish(whole_run).returncode == 0
     whole, resumed = load(tmp_path / "whole" / "checkpoint.pt"), load(tmp_path / "cut" / "checkpoint.pt")
-    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "history", "progress", "step"):
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):
         assert same_state(whole[key], resumed[key]), key
+    for key in ("step", "history", "progress", "recent"):
+        assert same_state(whole["run"][key], resumed["run"][key]), key
 
 
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(gan, tiny_data, tmp_path, monkeypatch, capsys):
     real_step = gan.train_step
 
     def step_that_breaks(*args):
-        losses = real_step(*args)
-        return losses * float("nan") if args[6] >= 20 else losses
+        stats = real_step(*args)
+        return {k: v * float("nan") for k, v in stats.items()} if args[6] >= 20 else stats
 
     monkeypatch.setattr(gan, "train_step", step_that_breaks)
     with pytest.raises(SystemExit) as exit_:
         gan.main([*RUN, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and "step 21: the loss is not finite" in err
-    assert load(tmp_path / "checkpoint.pt")["step"] == 16  # the end of epoch 1, not the bad state
+    assert load(tmp_path / "checkpoint.pt")["run"]["step"] == 16  # the end of epoch 1, not the bad state
 
 
 def test_a_failed_write_keeps_the_previous_file(gan, tmp_path, monkeypatch):
@@ -159,8 +164,16 @@ def test_a_failed_write_keeps_the_previous_file(gan, tmp_path, monkeypatch):
     assert load(path) == {"step": 1}
 
 
+def make_it_old(path):
+    """A checkpoint as the version before (seed, epoch) data order wrote it: no format, a data RNG."""
+    ckpt = load(path)
+    del ckpt["format"]
+    torch.save({**ckpt, "data_rng": torch.get_rng_state(), "epoch": 1}, path)
+
+
 BAD_CHECKPOINTS = [
     (lambda p: p.write_bytes(b"garbage"), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
+    (make_it_old, [], "checkpoint.pt was made by an older basic_gan: start a new run"),
     (lambda p: p.write_bytes(p.read_bytes()[:5000]), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
     (lambda p: None, ["--z_dim=16"], "checkpoint.pt was made with z_dim 8, this run has z_dim 16"),
     (lambda p: None, ["--g_widths=(32,)"], "was made with g_widths (32, 64), this run has g_widths (32,)"),
@@ -181,7 +194,8 @@ def bad_checkpoint_runs(trained, tiny_data, tmp_path_factory):
     return [(result, cwd) for result, (_, cwd) in zip(run_all(cases), cases)]
 
 
-@pytest.mark.parametrize("case", range(len(BAD_CHECKPOINTS)), ids=["garbage", "truncated", "z_dim", "g_widths"])
+@pytest.mark.parametrize("case", range(len(BAD_CHECKPOINTS)), ids=["garbage", "old", "truncated", "z_dim",
+                                                                   "g_widths"])
 def test_a_bad_checkpoint_is_refused_in_one_line(bad_checkpoint_runs, case):
     result, cwd = bad_checkpoint_runs[case]
     assert result.returncode == 2 and BAD_CHECKPOINTS[case][2] in result.stderr, result.stderr
@@ -205,6 +219,9 @@ def test_real_digits_train(real_root, tmp_path):
     result = run_script("--device=cpu", f"--data_dir={real_root}", "--out_dir=out", "--max_steps=60",
                         "--info_step=30", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    import basic_gan
+    picked = basic_gan.pick_precision(torch.device("cpu"))  # what this machine should pick: bf16 or fp32
+    assert f"training on CPU with {torch.backends.cpu.get_cpu_capability()} in {picked}" in result.stdout
     assert "469 steps" not in result.stdout and "468 steps" in result.stdout  # 60k / 128, last batch dropped
     reports = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert len(reports) == 2
