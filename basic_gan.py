@@ -14,9 +14,11 @@ import gzip
 import math
 import os
 import re
+import shlex
 import signal
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import matplotlib
@@ -122,6 +124,15 @@ def load_images(split="train"):
              f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
              f"and t10k-labels-idx1-ubyte.gz in {raw}/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
     return ds.data
+
+def training_images(dev):
+    """The training images on the device, and what a checkpoint records of them."""
+    images = load_images("train")
+    if len(images) < batch_size:
+        fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
+             f"{batch_size}: set --batch_size to at most {len(images)}")
+    data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
+    return images.to(dev), data  # 47 MB as uint8; on a GPU it stays there
 
 def epoch_batches(num_images, epoch):
     """The image indices of each batch of an epoch, shuffled by a generator seeded with (seed,
@@ -237,24 +248,29 @@ def build(dev):
     opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, 0.999), fused=fused)
     return G, D, G_ema, opt_g, opt_d
 
-def new_run(dev):
+def new_run(dev, data, prec):
     return {"step": 0, "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}",
+            "data": data, "precision": prec,  # what it trains on, and how: a resume checks both
             "fixed_noise": torch.randn(64, z_dim, device=dev),  # the same noise every grid
             "recent": [], "history": [], "progress": []}  # stats of each step since the last report
 
 STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
 
-def train():
+def train(checkpoint=None):
     dev = pick_device()
     prec = pick_precision(dev)
     torch.manual_seed(seed)
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
-    images = load_images("train").to(dev)  # 47 MB as uint8; on a GPU it stays there
+    images, data = training_images(dev)
     steps_per_epoch = len(images) // batch_size
     total_steps = epochs * steps_per_epoch  # what the lr schedule spans; max_steps may stop sooner
+    last_step = min(total_steps, max_steps or total_steps)
     G, D, G_ema, opt_g, opt_d = parts = build(dev)
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
-    run = restore_checkpoint(parts, dev) if resume else new_run(dev)
+    run = restore(checkpoint, parts, dev, data, prec) if checkpoint else new_run(dev, data, prec)
+    if run["step"] >= last_step:  # a resumed run with nothing left to train writes nothing
+        say_nothing_left(run["step"], steps_per_epoch)
+        return G, D, G_ema
     print(f"training on {describe(dev)} in {prec}: {epochs} epochs of {steps_per_epoch} steps")
     Path(out_dir).mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves no trace
     run["timer"] = (time.perf_counter(), run["step"])  # img/s counts this process's steps only
@@ -275,18 +291,18 @@ def train():
                 bar.set_postfix(D=f"{stats['d_loss']:.3f}", G=f"{stats['g_loss']:.3f}", refresh=0)
                 run["recent"].append(stats)
                 if run["step"] % info_step == 0:
-                    report(run, writer, G_ema or G, real, group["lr"])
-                if STOP or run["step"] == max_steps:
+                    report(run, writer, G_ema or G, real, opt_g.param_groups[0]["lr"])
+                if STOP or run["step"] == last_step:
                     break
             bar.close()
             save_checkpoint(parts, run)
             save_models(G, D, G_ema)
             writer.flush()
             if STOP:
-                print(f"\nstopped at step {run['step']} and saved the checkpoint. Continue with: "
-                      f"python basic_gan.py --resume --out_dir={out_dir}", file=sys.stderr)
+                print(f"\nstopped at step {run['step']}, checkpoint saved. Continue with: python "
+                      f"basic_gan.py --resume --out_dir={shlex.quote(out_dir)}", file=sys.stderr)
                 raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
-            if run["step"] == max_steps:
+            if run["step"] == last_step:
                 break
     finish(run, G_ema or G)
     return G, D, G_ema
@@ -350,21 +366,33 @@ def load_generator(path):
     return G
 
 def sample_digits(n):
-    """n digits from out_dir/generator.pth in samples.png and samples.pt, and an interpolation."""
+    """n digits from out_dir/generator.pth in samples.pt, a preview, and interpolations."""
     G, out = load_generator(Path(out_dir) / "generator.pth"), Path(out_dir)
     torch.manual_seed(seed)
-    images = (generate(G, torch.randn(n, G.z_dim)).view(n, 1, 28, 28) + 1) / 2  # [0, 1] for scorers
+    images = torch.empty(n, 1, 28, 28)
+    for chunk in images.split(10_000):  # a chunk at a time, so G's activations stay small
+        digits = generate(G, torch.randn(len(chunk), G.z_dim)).view_as(chunk)
+        chunk.copy_((digits + 1) / 2)  # [0, 1], as scorers expect
     torch.save(images, out / "samples.pt")
-    save_image(images, out / "samples.png", nrow=math.ceil(n ** 0.5))
+    preview = images[:256]  # at most 16 x 16: what a person can look at
+    save_image(preview, out / "samples.png", nrow=math.ceil(len(preview) ** 0.5))
     # Straight lines between random points of the noise space: smooth changes mean G learned a
     # space of digits rather than a lookup table of memorized ones.
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
     line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim))
     save_image(grid(line, nrow=10), out / "interpolation.png")
-    print(f"wrote {n} samples to {out / 'samples.png'} and samples.pt, and interpolation.png")
+    print(f"wrote {n} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB), the first "
+          f"{len(preview)} to samples.png, and interpolation.png")
     return images
 
 # ==== plumbing a learner need not read: the loop's helpers, checkpoints, command line, checks ====
+def say_nothing_left(step, steps_per_epoch):
+    """A resumed run that has trained all it was asked to says so, and trains nothing."""
+    if max_steps and step >= max_steps:
+        return print(f"{out_dir} is at step {step}: --max_steps={max_steps} leaves nothing to do")
+    print(f"{out_dir} has finished its {epochs} epochs ({step} steps). To train it longer: python "
+          f"basic_gan.py --resume --out_dir={shlex.quote(out_dir)} --epochs={2 * epochs}")
+
 def describe(dev):
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
@@ -411,38 +439,58 @@ CHECKPOINT_FORMAT = 2  # 2: the data order follows from (seed, epoch), so no dat
 PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
 
 def save_checkpoint(parts, run):
-    atomic_save({"format": CHECKPOINT_FORMAT, "config": config(),
+    where = {"data_dir": str(Path(data_dir).absolute())}  # so a resume from another folder finds it
+    atomic_save({"format": CHECKPOINT_FORMAT, "config": {**config(), **where},
                  "run": {k: v for k, v in run.items() if k != "timer"},
                  **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
                  "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
                 Path(out_dir) / "checkpoint.pt")
 
-def restore_checkpoint(parts, dev):
-    """The run as the checkpoint left it: weights, optimizers, RNG and the loop's own state."""
+# On --resume these may change: how long and where it goes on. The rest would make another run.
+NOT_THE_RUN = ("epochs", "data_dir", "max_steps", "info_step", "device", "precision", "out_dir",
+               "resume", "sample")
+
+def restore_config(overrides):
+    """--resume: the constants the run was made with, then the command line's, checked."""
     path = Path(out_dir) / "checkpoint.pt"
     ckpt = load(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         fail(f"{path} was made by an older basic_gan: start a new run with another --out_dir, "
              f"or resume it with the basic_gan.py that made it")
-    for k in ("z_dim", "g_widths", "d_widths", "batch_size"):  # what the saved tensors' shapes need
-        if ckpt["config"][k] != globals()[k]:
-            fail(f"{path} was made with {k} {ckpt['config'][k]}, this run has {k} {globals()[k]}: "
-                 f"use the same {k} or another --out_dir")
+    saved = {**DEFAULTS, **ckpt["config"]}  # a constant newer than the checkpoint: as written
+    for k, value in overrides.items():
+        if k not in NOT_THE_RUN and value != saved[k]:
+            fail(f"{path} was made with {k}={saved[k]!r}: resuming with --{k}={value!r} would make "
+                 f"another run. Leave it out, or start a new run with another --out_dir")
+    per_call = ("out_dir", "resume", "sample", "max_steps")  # said anew on every command line
+    globals().update({k: v for k, v in saved.items() if k in DEFAULTS and k not in per_call})
+    globals().update(overrides)
+    return ckpt
+
+def restore(ckpt, parts, dev, data, prec):
+    """The run as the checkpoint left it: weights, optimizers, RNG and the loop's own state."""
+    run = ckpt["run"]
+    if run["data"] != data:
+        fail(f"{data_dir} holds {data['images']} {dataset} images (crc32 {data['crc32']:08x}), "
+             f"not the {run['data']['images']} (crc32 {run['data']['crc32']:08x}) that {out_dir} "
+             f"trained on: set --data_dir to those")
+    if run["precision"] != prec:
+        print(f"note: {out_dir} trained in {run['precision']}, goes on in {prec}: not bit-exact")
     for part, name in zip(parts, PARTS):
         if part is not None and ckpt[name] is not None:  # G_ema is None where ema_decay is 0
             part.load_state_dict(ckpt[name])
     torch.set_rng_state(ckpt["rng"])
     if dev.type == "cuda" and ckpt["cuda_rng"]:
         torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-    run = ckpt["run"]
     print(f"resuming {run['run_name']} at step {run['step']}")
-    return {**run, "fixed_noise": run["fixed_noise"].to(dev)}
+    return {**run, "fixed_noise": run["fixed_noise"].to(dev), "precision": prec}
 
 def parse_args(argv):
-    """{name: value} of every constant: as in this file, or as --name=value or --name value says."""
+    """{name: value} of each constant the command line sets: --name=value or --name value."""
     comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", Path(__file__).read_text(), re.M))
     parser = argparse.ArgumentParser(usage="basic_gan.py [--name=value ...]", description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter,
+                                     argument_default=argparse.SUPPRESS,  # only what is given
                                      allow_abbrev=False)  # so --epoch=3 is an error, not --epochs
     def one_line(message):  # argparse's errors as one line and exit 2, without the usage block
         message = message.replace("expected one argument", "needs a value")
@@ -450,7 +498,7 @@ def parse_args(argv):
     parser.error = one_line
     for key, default in DEFAULTS.items():
         flag = type(default) is bool  # a bare --resume means --resume=True
-        parser.add_argument(f"--{key}", default=default, type=typed_like(default), metavar="",
+        parser.add_argument(f"--{key}", type=typed_like(default), metavar="",
                             nargs="?" if flag else None, const=True if flag else None,
                             help=f"{comments.get(key, '')} (default: {default!r})")
     argv = [re.sub(r"^--(\w[\w-]*)", lambda m: "--" + m[1].replace("-", "_"), a) for a in argv]
@@ -485,8 +533,10 @@ def check_config():
     """Impossible values, refused before any data or output is touched."""
     rules = [  # (constants, a test each must pass, what it must be)
         (("lr", "lr_decay", "r1_gamma", "beta1", "ema_decay"), math.isfinite, "a finite number"),
-        (("batch_size", "z_dim", "info_step", "r1_every", "lr"), lambda v: v > 0, "> 0"),
-        (("epochs", "max_steps", "sample", "r1_gamma"), lambda v: v >= 0, ">= 0"),
+        (("epochs", "batch_size", "z_dim", "info_step", "r1_every", "lr"), lambda v: v > 0, "> 0"),
+        (("max_steps", "sample", "r1_gamma"), lambda v: v >= 0, ">= 0"),
+        (("batch_size",), lambda v: v > 1, "at least 2: BatchNorm needs two images to normalize"),
+        (("seed",), lambda v: -2**63 <= v < 2**64, "in torch's range [-2**63, 2**64)"),
         (("g_widths", "d_widths"), lambda v: v and min(v) > 0, "a non-empty tuple of widths > 0"),
         (("beta1", "ema_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
         (("lr_decay",), lambda v: 0 <= v <= 1, "in [0, 1] (a fraction of training)"),
@@ -510,10 +560,26 @@ def check_config():
         fail(f"out_dir {out_dir!r} is not writable (checked {existing})")
 
 def main(argv=None):
-    """Set the constants from this file and the command line, then sample or train."""
-    globals().update(parse_args(sys.argv[1:] if argv is None else argv))
-    check_config()
-    return sample_digits(sample) if sample else train()
+    """Set the constants (as in this file, then a resumed run's, then the command line's), then
+    sample or train. In a notebook an error is its one line, without SystemExit's traceback."""
+    try:
+        overrides = parse_args(sys.argv[1:] if argv is None else argv)
+        for k in ("data_dir", "out_dir"):  # the shell leaves the ~ in --data_dir=~/data
+            if k in overrides:
+                overrides[k] = os.path.expanduser(overrides[k])
+        globals().update({**DEFAULTS, **overrides})
+        checkpoint = restore_config(overrides) if resume and not sample else None
+        check_config()
+        if not sample:
+            return train(checkpoint)
+        sample_digits(sample)  # and no tensor returned, which a notebook cell would print
+    except SystemExit:
+        if not in_notebook():
+            raise
+
+def in_notebook():
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and ipython.get_ipython() is not None
 
 
 if __name__ == "__main__":

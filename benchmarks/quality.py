@@ -29,6 +29,12 @@ sys.path.insert(0, str(REPO))
 import basic_gan  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "MNIST" / "raw"
+MIN_SAMPLES = 1000  # fewer give a FID dominated by its own noise (and 128 features need 129 at least)
+
+
+def fail(message):
+    print(f"quality.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 class Classifier(nn.Module):
@@ -51,7 +57,7 @@ def load_real(data_dir, dataset):
     folders = [Path(data_dir), Path(data_dir) / dataset / "raw"]
     folder = next((f for f in folders if basic_gan.find_idx(f, "test")), None)
     if folder is None:
-        basic_gan.fail(f"no t10k-images-idx3-ubyte(.gz) in {data_dir} or {folders[1]}: pass --data_dir")
+        fail(f"no t10k-images-idx3-ubyte(.gz) in {data_dir} or {folders[1]}: pass --data_dir")
     read = lambda split, kind: basic_gan.read_idx(basic_gan.find_idx(folder, split, kind))
     test_x, test_y = read("test", "images"), read("test", "labels")
     if basic_gan.find_idx(folder, "train"):
@@ -158,6 +164,15 @@ def main(argv=None):
     p.add_argument("--cache", default=str(REPO / "benchmarks" / ".cache"), help="where the CNN is kept")
     p.add_argument("--json", help="append the numbers as one JSON line to this file")
     args = p.parse_args(argv)
+    if not Path(args.samples).is_file():
+        fail(f"no file {args.samples}: train first (python basic_gan.py writes outputs/generator.pth), "
+             f"or pass a samples.pt that python basic_gan.py --sample=10000 writes")
+    if args.n < MIN_SAMPLES:
+        fail(f"--n={args.n} is too few samples for a meaningful FID: use at least {MIN_SAMPLES}")
+    samples = load_samples(args.samples, args.n, args.seed)
+    if len(samples) < MIN_SAMPLES:
+        fail(f"{args.samples} holds {len(samples)} samples, too few for a meaningful FID: write at "
+             f"least {MIN_SAMPLES}, e.g. python basic_gan.py --sample=10000")
 
     ref_x, ref_y, held_x, held_y = load_real(args.data_dir, args.dataset)
     model = cached_classifier(ref_x, ref_y, args.cache)
@@ -166,11 +181,11 @@ def main(argv=None):
     accuracy = float((held_probs.argmax(1) == held_y).double().mean())
     ref_feats = ref_feats[: min(len(held_x), args.n)]
     real = score(model, held_x[: args.n], ref_feats)
-    fake = score(model, load_samples(args.samples, args.n, args.seed), ref_feats)
+    fake = score(model, samples, ref_feats)
     plot_shares(fake["shares"], Path(args.samples).with_name("digit_shares.png"))
 
     print(f"classifier: {accuracy:.2%} on {len(held_x)} held-out real digits ({args.data_dir}); "
-          f"FID on {len(ref_feats)} images vs {len(ref_feats)} reference digits")
+          f"FID on {min(len(samples), len(ref_feats))} samples vs {len(ref_feats)} reference digits")
     print(f"{'':24} {'FID':>7} {'IS':>6} {'min share':>10}   shares of digits 0-9 (%)")
     for name, s in (("real held-out digits", real), (Path(args.samples).name, fake)):
         shares = " ".join(f"{100 * v:4.1f}" for v in s["shares"])

@@ -1,22 +1,29 @@
 """benchmarks/quality.py on tiny generated digits: it trains its CNN, caches it, and ranks samples."""
 import sys
 
+import pytest
 import torch
 
-from conftest import ROOT
+from conftest import ROOT, run_script
 from idx import fake_digits, write_dataset
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import quality  # noqa: E402
 
 
-def test_quality_scores_real_digits_above_noise(tmp_path, capsys):
-    data = write_dataset(tmp_path / "data", fake_digits(256), fake_digits(256, seed=1))
-    real = fake_digits(256, seed=2)[0].float().div(255).unsqueeze(1)
-    noise = torch.rand(256, 1, 28, 28)
-    torch.save(real, tmp_path / "real.pt")
-    torch.save(noise, tmp_path / "noise.pt")
-    args = [f"--data_dir={data}", f"--cache={tmp_path / 'cache'}", "--n=256"]
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    """Labelled blobs to train the scorer's CNN on, 1000 real-like samples and 1000 of noise."""
+    tmp_path = tmp_path_factory.mktemp("quality")
+    data = write_dataset(tmp_path / "data", fake_digits(1000), fake_digits(1000, seed=1))
+    torch.save(fake_digits(1200, seed=2)[0].float().div(255).unsqueeze(1), tmp_path / "real.pt")
+    torch.save(torch.rand(1000, 1, 28, 28), tmp_path / "noise.pt")
+    return tmp_path, [f"--data_dir={data}", f"--cache={tmp_path / 'cache'}"]
+
+
+def test_quality_scores_real_digits_above_noise(blobs, capsys):
+    tmp_path, args = blobs
+    args = [*args, "--n=2000"]
     accuracy, reference, good = quality.main([str(tmp_path / "real.pt"), *args])
     assert accuracy > 0.9  # the blobs are easy to tell apart
     assert len(list((tmp_path / "cache").iterdir())) == 1  # trained once, then cached
@@ -24,4 +31,30 @@ def test_quality_scores_real_digits_above_noise(tmp_path, capsys):
     assert good["fid"] < bad["fid"] and good["is"] > bad["is"]
     assert abs(sum(good["shares"]) - 1) < 1e-3 and good["min_share"] > 0.03
     assert (tmp_path / "digit_shares.png").is_file()
-    assert "real held-out digits" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "real held-out digits" in out
+    assert "FID on 1000 samples vs 1000 reference digits" in out  # the counts it used, not --n
+
+
+@pytest.mark.parametrize("samples, args, message", [
+    (4, [], "holds 4 samples, too few for a meaningful FID: write at least 1000"),
+    (1, [], "holds 1 samples, too few"),
+    (1000, ["--n=0"], "--n=0 is too few samples for a meaningful FID"),
+    (None, [], "no file"),
+])
+def test_quality_refuses_too_few_samples_in_one_line(blobs, tmp_path, capsys, samples, args, message):
+    path = tmp_path / "samples.pt"
+    if samples:
+        torch.save(torch.rand(samples, 1, 28, 28), path)
+    with pytest.raises(SystemExit) as exit_:
+        quality.main([str(path), *blobs[1], *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1
+    assert "--out_dir" not in err  # quality.py has no such option
+
+
+def test_speed_takes_a_folder_of_idx_files(tiny_data, tmp_path):
+    result = run_script(f"--data_dir={tiny_data}", "--steps=2", "--rounds=1", cwd=tmp_path,
+                        script="benchmarks/speed.py")
+    assert result.returncode == 0, result.stderr
+    assert "textbook" in result.stdout and "basic_gan fp32" in result.stdout

@@ -29,7 +29,7 @@ def test_every_constant_is_an_option(gan):
     (["--data-dir=/x"], {"data_dir": "/x"}),       # dashes work like underscores
 ])
 def test_parse_args(gan, argv, expected):
-    assert gan.parse_args(argv) == {**gan.DEFAULTS, **expected}  # the rest as written in the file
+    assert gan.parse_args(argv) == expected  # only what the command line sets
 
 
 def test_each_main_call_starts_from_the_file_constants(gan, tiny_data, tmp_path):
@@ -63,9 +63,13 @@ def test_parse_errors_are_one_line(gan, capsys, argv, message):
 
 @pytest.mark.parametrize("overrides, message", [
     ({"batch_size": 0}, "batch_size must be > 0"),
+    ({"batch_size": 1}, "batch_size must be at least 2: BatchNorm needs two images"),
+    ({"epochs": 0}, "epochs must be > 0"),
+    ({"seed": 2**64}, "seed must be in torch's range"),
+    ({"seed": -2**63 - 1}, "seed must be in torch's range"),
     ({"z_dim": -1}, "z_dim must be > 0"),
     ({"info_step": 0}, "info_step must be > 0"),
-    ({"epochs": -1}, "epochs must be >= 0"),
+    ({"max_steps": -1}, "max_steps must be >= 0"),
     ({"g_widths": (64, 0)}, "g_widths must be a non-empty tuple"),
     ({"d_widths": ()}, "d_widths must be a non-empty tuple"),
     ({"lr": 0.0}, "lr must be > 0"),

@@ -29,10 +29,17 @@ def test_run_and_import_show_grids_inline(tiny_data, tmp_path, monkeypatch):
         f"import sys; sys.path.insert(0, {str(ROOT)!r})\nimport basic_gan\n"
         f"G, D, G_ema = basic_gan.main({[*args, '--out_dir=b']!r})",
         "import matplotlib.pyplot as plt; print(len(plt.get_fignums()), 'open figures')",
+        "basic_gan.main(['--epoch=3'])",
+        "basic_gan.main(['--sample=4', '--out_dir=b'])",
     ], tmp_path)
     for cell in cells[:2]:
         images, problems = images_and_problems(cell)
         assert problems == []
         assert images == 2 * 2 + 1  # a fake and a real grid per report, and the last fake grid
     assert "0 open figures" in cells[2].outputs[0].text
+    # An error is its one line: no SystemExit traceback, no IPython "To exit: use 'exit'" warning.
+    assert [(o.output_type, o.get("name"), o.get("text")) for o in cells[3].outputs] == [
+        ("stream", "stderr", "basic_gan.py: error: unknown option --epoch; did you mean --epochs?\n")]
+    assert [o.output_type for o in cells[4].outputs] == ["stream"]  # "wrote 4 samples", no tensor
+    assert "wrote 4 samples" in cells[4].outputs[0].text
     assert not list((tmp_path / "a").glob("*_step*.png"))  # shown inline, not saved as files

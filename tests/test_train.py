@@ -1,8 +1,11 @@
 """Whole runs, as a user starts them: outputs, TensorBoard, --sample, --resume, signals and faults."""
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -10,6 +13,7 @@ from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, SMALL, finish, run_all, run_script, start_script
+from idx import fake_digits, write_dataset
 
 RUN = [*SMALL, "--info_step=5", "--epochs=2"]  # 256 images / 16 = 16 steps an epoch
 
@@ -95,7 +99,8 @@ def test_resume_continues_the_same_run_bit_for_bit(trained, tiny_data, tmp_path)
     args = [*SMALL, "--info_step=5", f"--data_dir={tiny_data}", "--out_dir=b"]
     # Stopped by max_steps, not --epochs=1: the lr schedule spans the planned epochs.
     assert run_script(*args, "--epochs=2", "--max_steps=16", cwd=tmp_path).returncode == 0
-    result = run_script(*args, "--epochs=2", "--resume", cwd=tmp_path)
+    # No flags repeated: the checkpoint restores them. max_steps is not restored, device may change.
+    result = run_script("--resume", "--out_dir=b", "--device=cpu", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "resuming MNIST_seed0_" in result.stdout and "at step 16" in result.stdout
     whole, resumed = load(out / "checkpoint.pt"), load(tmp_path / "b" / "checkpoint.pt")
@@ -110,7 +115,7 @@ def test_resume_continues_the_same_run_bit_for_bit(trained, tiny_data, tmp_path)
 def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, code):
     args = [*SMALL, "--info_step=50", "--epochs=12", f"--data_dir={tiny_data}"]  # 192 steps
     whole_run = start_script(*args, "--out_dir=whole", cwd=tmp_path) if sig == signal.SIGINT else None
-    proc = subprocess.Popen([sys.executable, str(ROOT / "basic_gan.py"), *args, "--out_dir=cut"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, str(ROOT / "basic_gan.py"), *args, "--out_dir=my cut"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     while not proc.stdout.readline().startswith("step 50:"):  # mid-epoch 4: 50 = 3 x 16 + 2
@@ -118,14 +123,18 @@ def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, 
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == code, stderr
-    assert "Continue with: python basic_gan.py --resume" in stderr and "Traceback" not in stderr
-    cut = load(tmp_path / "cut" / "checkpoint.pt")
+    assert "Traceback" not in stderr
+    command = stderr.split("Continue with: ")[1].strip()
+    assert command == "python basic_gan.py --resume --out_dir='my cut'"  # quoted, and complete
+    cut = load(tmp_path / "my cut" / "checkpoint.pt")
     assert 50 <= cut["run"]["step"] < 192  # stopped mid-run, most likely mid-epoch 4
     if sig == signal.SIGTERM:
         return  # the same save path; SIGINT below also proves the resume
-    assert run_script(*args, "--out_dir=cut", "--resume", cwd=tmp_path).returncode == 0
+    pasted = run_script(*shlex.split(command)[2:], cwd=tmp_path)  # the printed command, as it is
+    assert pasted.returncode == 0, pasted.stderr
+    assert "12 epochs of 16 steps" in pasted.stdout  # the plan came back from the checkpoint
     assert finish(whole_run).returncode == 0
-    whole, resumed = load(tmp_path / "whole" / "checkpoint.pt"), load(tmp_path / "cut" / "checkpoint.pt")
+    whole, resumed = load(tmp_path / "whole" / "checkpoint.pt"), load(tmp_path / "my cut" / "checkpoint.pt")
     for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):
         assert same_state(whole[key], resumed[key]), key
     for key in ("step", "history", "progress", "recent"):
@@ -175,8 +184,11 @@ BAD_CHECKPOINTS = [
     (lambda p: p.write_bytes(b"garbage"), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
     (make_it_old, [], "checkpoint.pt was made by an older basic_gan: start a new run"),
     (lambda p: p.write_bytes(p.read_bytes()[:5000]), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
-    (lambda p: None, ["--z_dim=16"], "checkpoint.pt was made with z_dim 8, this run has z_dim 16"),
-    (lambda p: None, ["--g_widths=(32,)"], "was made with g_widths (32, 64), this run has g_widths (32,)"),
+    (lambda p: None, ["--z_dim=16"], "was made with z_dim=8: resuming with --z_dim=16 would make another run"),
+    (lambda p: None, ["--g_widths=(32,)"], "made with g_widths=(32, 64): resuming with --g_widths=(32,) would"),
+    (lambda p: None, ["--seed=1"], "checkpoint.pt was made with seed=0: resuming with --seed=1 would make"),
+    (lambda p: None, ["--dataset=FashionMNIST"], "made with dataset='MNIST': resuming with --dataset="),
+    (lambda p: None, ["--lr=0.001"], "made with lr=0.0002: resuming with --lr=0.001 would make another run"),
 ]
 
 
@@ -190,12 +202,12 @@ def bad_checkpoint_runs(trained, tiny_data, tmp_path_factory):
         (cwd / "out").mkdir()
         (cwd / "out" / "checkpoint.pt").write_bytes((out / "checkpoint.pt").read_bytes())
         damage(cwd / "out" / "checkpoint.pt")
-        cases.append(([*RUN, f"--data_dir={tiny_data}", "--out_dir=out", "--resume", *extra], cwd))
+        cases.append((["--out_dir=out", "--resume", *extra], cwd))
     return [(result, cwd) for result, (_, cwd) in zip(run_all(cases), cases)]
 
 
 @pytest.mark.parametrize("case", range(len(BAD_CHECKPOINTS)), ids=["garbage", "old", "truncated", "z_dim",
-                                                                   "g_widths"])
+                                                                   "g_widths", "seed", "dataset", "lr"])
 def test_a_bad_checkpoint_is_refused_in_one_line(bad_checkpoint_runs, case):
     result, cwd = bad_checkpoint_runs[case]
     assert result.returncode == 2 and BAD_CHECKPOINTS[case][2] in result.stderr, result.stderr
@@ -227,3 +239,86 @@ def test_real_digits_train(real_root, tmp_path):
     assert len(reports) == 2
     d_real = float(reports[-1].split("D(x) ")[1].split(",")[0])
     assert 0.3 < d_real < 0.95  # D tells real from fake, but has not overpowered G
+
+
+def copy_of(out, tmp_path):
+    shutil.copytree(out, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
+
+
+def test_a_finished_run_says_so_and_writes_nothing_then_trains_longer(trained, tmp_path):
+    run = copy_of(trained[0], tmp_path)
+    before = snapshot(run)
+    result = run_script("--resume", "--out_dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "run has finished its 2 epochs (32 steps)" in result.stdout
+    assert "python basic_gan.py --resume --out_dir=run --epochs=4" in result.stdout
+    assert "saved" not in result.stdout and snapshot(run) == before
+    longer = run_script("--resume", "--out_dir=run", "--epochs=3", cwd=tmp_path)  # the plan may grow
+    assert longer.returncode == 0, longer.stderr
+    assert "3 epochs of 16 steps" in longer.stdout and load(run / "checkpoint.pt")["run"]["step"] == 48
+
+
+def other_data(folder, images):
+    write_dataset(folder, (images, torch.zeros(len(images))), (images[:10], torch.zeros(10)))
+    return folder
+
+
+@pytest.mark.parametrize("count, seed, message", [
+    (256, 5, "holds 256 MNIST images (crc32"),  # as many images, other pixels
+    (48, 0, "holds 48 MNIST images"),            # fewer: once it hung
+    (512, 0, "holds 512 MNIST images"),          # more: once it crashed in islice
+])
+def test_resuming_on_other_data_is_refused_in_one_line(trained, tmp_path, count, seed, message):
+    run = copy_of(trained[0], tmp_path)
+    data = other_data(tmp_path / "other", fake_digits(count, seed=seed)[0])
+    before = snapshot(run)
+    result = run_script("--resume", "--out_dir=run", f"--data_dir={data}", cwd=tmp_path)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "that run trained on: set --data_dir to those" in result.stderr
+    assert result.stderr.count("\n") == 1 and snapshot(run) == before
+
+
+def test_the_same_data_elsewhere_resumes(trained, tiny_data, tmp_path):
+    run = copy_of(trained[0], tmp_path)
+    moved = shutil.copytree(tiny_data, tmp_path / "moved")
+    result = run_script("--resume", "--out_dir=run", f"--data_dir={moved}", "--epochs=3", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+
+
+def test_images_per_s_counts_only_the_steps_since_the_resume(gan, tmp_path):
+    gan.batch_size = 16
+    run = {"step": 1020, "recent": [{"d_loss": 1.0, "g_loss": 1.0, "d_real": 0.5, "d_fake": 0.5}],
+           "history": [], "progress": [], "fixed_noise": torch.randn(4, 8),
+           "timer": (time.perf_counter() - 1.0, 1000)}  # resumed at step 1000, a second ago
+    gan.out_dir = str(tmp_path)
+    with gan.SummaryWriter(tmp_path / "tb") as writer:
+        gan.report(run, writer, gan.Generator(8, (16,)), torch.zeros(4, 784), 1e-4)
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    images_per_s = events.Scalars("charts/images_per_s")[0].value
+    assert 200 < images_per_s <= 320  # 20 steps of 16 in a second or a bit more; not 1020 steps' worth
+
+
+def test_tilde_in_paths_is_the_home_folder(tiny_data, tmp_path):
+    home = tmp_path / "home"
+    shutil.copytree(tiny_data, home / "fm")
+    env = {**os.environ, "HOME": str(home), "MPLBACKEND": "Agg"}
+    result = subprocess.run([sys.executable, str(ROOT / "basic_gan.py"), *SMALL, "--max_steps=2",
+                             "--data_dir=~/fm", "--out_dir=~/runs"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (home / "runs" / "generator.pth").is_file() and not (tmp_path / "~").exists()
+
+
+def test_a_large_sample_is_drawn_in_chunks_with_a_preview_a_person_can_look_at(trained, tmp_path):
+    run = copy_of(trained[0], tmp_path)
+    result = run_script("--sample=20001", "--out_dir=run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert load(run / "samples.pt").shape == (20001, 1, 28, 28)
+    assert Image.open(run / "samples.png").size == (482, 482)  # the first 256: 16 x 16
+    assert "wrote 20001 samples to run/samples.pt (62.7 MB), the first 256 to samples.png" in result.stdout
