@@ -11,15 +11,22 @@ import ast
 import contextlib
 import difflib
 import gzip
+import io
 import math
 import os
 import re
 import shlex
 import signal
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
+
+try:
+    import fcntl  # the lock that keeps two runs out of one folder; Windows has none
+except ImportError:
+    fcntl = None
 
 import matplotlib
 import matplotlib.pyplot as plt
@@ -58,8 +65,8 @@ sample = 0                 # >0: train nothing, draw this many digits from out_d
 DEFAULTS = {k: v for k, v in globals().items()
             if not k.startswith("_") and type(v) in (bool, int, float, str, tuple)}
 
-def fail(message, code=2):  # one clear line instead of a traceback
-    print(f"basic_gan.py: error: {message}", file=sys.stderr)
+def fail(message, code=2):  # one clear line instead of a traceback (and on a line of its own)
+    tqdm.write(f"basic_gan.py: error: {message}", file=sys.stderr)
     raise SystemExit(code)
 
 # ---- show(): a grid of images, inline in a notebook, in a window on a desktop, else a PNG ----
@@ -79,8 +86,10 @@ def show(images, title, step=0):
     if "inline" in backend:
         plt.show()
     else:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
-        fig.savefig(Path(out_dir) / f"{title}_step{step:06d}.png", bbox_inches="tight")
+        png = Path(out_dir) / f"{title}_step{step:06d}.png"
+        with writing(png):
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+            fig.savefig(png, bbox_inches="tight")
     plt.close(fig)
 
 # ---- data: decoded once into one uint8 tensor; each epoch a fresh order of batches ----
@@ -272,9 +281,9 @@ def train(checkpoint=None):
         say_nothing_left(run["step"], steps_per_epoch)
         return G, D, G_ema
     print(f"training on {describe(dev)} in {prec}: {epochs} epochs of {steps_per_epoch} steps")
-    Path(out_dir).mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves no trace
     run["timer"] = (time.perf_counter(), run["step"])  # img/s counts this process's steps only
-    with open_writer(run) as writer, signals_stop_the_loop():
+    with (only_this_run_in(Path(out_dir)), writing(Path(out_dir) / "runs"),  # the first writes
+          open_writer(run) as writer, signals_stop_the_loop()):
         for epoch in range(run["step"] // steps_per_epoch, epochs):
             done = run["step"] - epoch * steps_per_epoch  # > 0 where a resume lands mid-epoch
             bar = tqdm(epoch_batches(len(images), epoch)[done:], desc=f"epoch {epoch + 1}/{epochs}",
@@ -338,13 +347,15 @@ def finish(run, G):
     if run["progress"]:
         rows = torch.stack(run["progress"])
         rows = rows[torch.linspace(0, len(rows) - 1, min(len(rows), 10)).round().long()]
-        save_image(grid(rows), Path(out_dir) / "progress.png")
+        with writing(Path(out_dir) / "progress.png"):
+            save_image(grid(rows), Path(out_dir) / "progress.png")
     if run["history"]:
         steps, g, d = zip(*run["history"])
         fig = plt.figure(figsize=(6, 3))
         plt.plot(steps, g, steps, d)
         plt.xlabel("step"), plt.legend(["G loss", "D loss"]), plt.tight_layout()
-        fig.savefig(Path(out_dir) / "losses.png")
+        with writing(Path(out_dir) / "losses.png"):
+            fig.savefig(Path(out_dir) / "losses.png")
         plt.close(fig)
     print(f"saved {Path(out_dir) / 'generator.pth'} and {Path(out_dir) / 'discriminator.pth'}")
 
@@ -373,14 +384,16 @@ def sample_digits(n):
     for chunk in images.split(10_000):  # a chunk at a time, so G's activations stay small
         digits = generate(G, torch.randn(len(chunk), G.z_dim)).view_as(chunk)
         chunk.copy_((digits + 1) / 2)  # [0, 1], as scorers expect
-    torch.save(images, out / "samples.pt")
+    atomic_save(images, out / "samples.pt")
     preview = images[:256]  # at most 16 x 16: what a person can look at
-    save_image(preview, out / "samples.png", nrow=math.ceil(len(preview) ** 0.5))
+    with writing(out / "samples.png"):
+        save_image(preview, out / "samples.png", nrow=math.ceil(len(preview) ** 0.5))
     # Straight lines between random points of the noise space: smooth changes mean G learned a
     # space of digits rather than a lookup table of memorized ones.
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
     line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim))
-    save_image(grid(line, nrow=10), out / "interpolation.png")
+    with writing(out / "interpolation.png"):
+        save_image(grid(line, nrow=10), out / "interpolation.png")
     print(f"wrote {n} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB), the first "
           f"{len(preview)} to samples.png, and interpolation.png")
     return images
@@ -422,9 +435,57 @@ def config():
     return {k: globals()[k] for k in DEFAULTS}
 
 def atomic_save(obj, path):
-    """Write to a temp file, then rename: a kill mid-save keeps the old file."""
-    torch.save(obj, f"{path}.tmp")
-    os.replace(f"{path}.tmp", path)
+    """Write to a temp file, on to the disk, then rename: a kill or a power cut mid-save keeps the
+    old file whole, and a new one is only ever seen whole."""
+    data = io.BytesIO()
+    torch.save(obj, data)  # in memory first: a full disk then fails as an OSError that names it
+    with writing(path):
+        with open(f"{path}.tmp", "wb") as f:
+            f.write(data.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(f"{path}.tmp", path)
+
+@contextlib.contextmanager
+def writing(path):
+    """A write the OS refuses (a full disk, a lost permission or folder) ends the run in one line
+    that says what is safe, instead of a traceback. TensorBoard's writer thread reports here too."""
+    thread_hook = threading.excepthook
+    threading.excepthook = lambda e: None if issubclass(e.exc_type, OSError) else thread_hook(e)
+    try:
+        yield
+    except OSError as e:
+        Path(f"{path}.tmp").unlink(missing_ok=True)
+        fail(f"could not write {path}: {e.strerror or e}. {checkpoint_left()}", code=1)
+    finally:
+        threading.excepthook = thread_hook
+
+def checkpoint_left():
+    path = Path(out_dir) / "checkpoint.pt"
+    with contextlib.suppress(Exception):
+        step = torch.load(path, map_location="cpu", weights_only=True)["run"]["step"]
+        return f"{path} (step {step}) is intact"
+    return f"There is no intact {path} to resume from"
+
+@contextlib.contextmanager
+def only_this_run_in(folder):
+    """A second run in the same folder would mix two runs' files: it is refused at start. The OS
+    lock dies with its process, so a crashed or killed run leaves none behind."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".lock", "a+") as lock:
+        try:
+            if fcntl:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.seek(0)
+            fail(f"{folder} is in use by another run (process {lock.read() or '?'}): let it "
+                 f"finish, stop it, or set another --out_dir")
+        lock.truncate(0)
+        lock.write(str(os.getpid()))
+        lock.flush()
+        for tmp in folder.glob("*.tmp"):  # a hard kill mid-save left it; its file is whole
+            tmp.unlink()
+        yield
 
 def load(path, what):
     if not Path(path).is_file():

@@ -60,6 +60,16 @@ def run_script(*args, cwd, timeout=120, script="basic_gan.py"):
     return finish(start_script(*args, cwd=cwd, script=script), timeout)
 
 
+def same_state(a, b):
+    """Bit-identical nested state: dicts, lists and tensors."""
+    import torch
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
+
+
 def run_all(cases):
     """Run several (args, cwd) at once: most of each run is importing torch, which is one core's work."""
     procs = [start_script(*args, cwd=cwd) for args, cwd in cases]

@@ -1,0 +1,136 @@
+"""Faults a run meets on shared machines and laptops: a full disk, a hard kill at any moment, and
+two runs started in one folder."""
+import random
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+
+from conftest import SMALL, finish, run_script, same_state, start_script
+
+
+def load(path):
+    return torch.load(path, weights_only=True)
+
+
+def error_lines(result):
+    return [line.strip() for line in result.stderr.splitlines() if "error:" in line]
+
+
+def test_a_failed_write_keeps_the_previous_file_and_says_so(gan, tmp_path, capsys):
+    gan.out_dir = str(tmp_path)
+    path = tmp_path / "checkpoint.pt"
+    gan.atomic_save({"run": {"step": 7}}, path)
+    (tmp_path / "checkpoint.pt.tmp").symlink_to("/dev/full")  # every write there: no space left
+    with pytest.raises(SystemExit) as exit_:
+        gan.atomic_save({"run": {"step": 8}}, path)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 1 and err.count("\n") == 1
+    assert f"could not write {path}: No space left on device. {path} (step 7) is intact" in err
+    assert load(path) == {"run": {"step": 7}} and not (tmp_path / "checkpoint.pt.tmp").exists()
+
+
+def test_a_failed_grid_ends_the_run_in_one_line(tiny_data, tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "fake_step000005.png").symlink_to("/dev/full")  # the first report's grid
+    result = run_script(*SMALL, "--info_step=5", f"--data_dir={tiny_data}", "--out_dir=out", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert error_lines(result) == [  # the progress bar shares stderr
+        "basic_gan.py: error: could not write out/fake_step000005.png: No space left on device. "
+        "There is no intact out/checkpoint.pt to resume from"]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 3 MB filesystem, where one checkpoint of the small models fits and the next does not."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (it needs root)")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(tiny_data, tiny_disk, tmp_path):
+    result = run_script(*SMALL, "--info_step=1000", "--epochs=5", f"--data_dir={tiny_data}",
+                        f"--out_dir={tiny_disk}", cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    line, = error_lines(result)
+    assert f"could not write {tiny_disk}/" in line and "No space left on device" in line
+    assert f"{tiny_disk}/checkpoint.pt (step 16) is intact" in line
+    assert load(tiny_disk / "checkpoint.pt")["run"]["step"] == 16
+    assert not list(tiny_disk.glob("*.tmp"))  # nothing half-written left to fill the disk further
+
+
+def kill_soon(proc, out, rng, inside_a_save):
+    """SIGKILL the run: at a random moment of its training, or just as a checkpoint is being written."""
+    while "training on" not in proc.stdout.readline():
+        assert proc.poll() is None, proc.stderr.read()
+    if inside_a_save:  # once the run has cleared what an earlier kill left, the next save's temp file
+        tmp, deadline = out / "checkpoint.pt.tmp", time.monotonic() + 30
+        while tmp.exists() and time.monotonic() < deadline:
+            pass
+        while not tmp.exists() and time.monotonic() < deadline:
+            pass
+    else:
+        time.sleep(rng.uniform(0, 0.5))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return (out / "checkpoint.pt.tmp").exists()  # it died mid-save
+
+
+def test_hard_kills_at_any_moment_lose_nothing_saved(tiny_data, tmp_path):
+    args = [*SMALL, "--info_step=1000", "--epochs=12", f"--data_dir={tiny_data}"]  # 192 steps
+    whole_run = start_script(*args, "--out_dir=whole", cwd=tmp_path)
+    out, rng, mid_save = tmp_path / "killed", random.Random(0), 0
+    for kill in range(6):
+        resume = ["--resume", "--out_dir=killed"] if (out / "checkpoint.pt").exists() else [*args, "--out_dir=killed"]
+        mid_save += kill_soon(start_script(*resume, cwd=tmp_path), out, rng, inside_a_save=kill % 2 == 1)
+        for name in ("generator.pth", "checkpoint.pt"):  # whatever is there is whole
+            if (out / name).exists():
+                load(out / name)
+    assert mid_save >= 3  # the kills timed to a save did land inside one
+    result = run_script("--resume", "--out_dir=killed", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert finish(whole_run).returncode == 0
+    whole, resumed = load(tmp_path / "whole" / "checkpoint.pt"), load(out / "checkpoint.pt")
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):  # six kills later, the same run
+        assert same_state(whole[key], resumed[key]), key
+    assert resumed["run"]["step"] == 192 and not list(out.glob("*.tmp"))
+
+
+def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan, tiny_data, tmp_path,
+                                                                            monkeypatch):
+    args = [*SMALL, "--info_step=1000", "--epochs=1000", f"--data_dir={tiny_data}", "--out_dir=out"]
+    first = start_script(*args, cwd=tmp_path)
+    while "training on" not in first.stdout.readline():
+        assert first.poll() is None, first.stderr.read()
+    second = run_script(*args, cwd=tmp_path)
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip() == (f"basic_gan.py: error: out is in use by another run (process "
+                                     f"{first.pid}): let it finish, stop it, or set another --out_dir")
+    assert len(list((tmp_path / "out" / "runs").iterdir())) == 1  # only the first run's
+    while not (tmp_path / "out" / "generator.pth").exists():
+        assert first.poll() is None
+    monkeypatch.chdir(tmp_path)
+    gan.main(["--sample=4", "--out_dir=out"])  # it only reads the weights: it may run beside
+    assert load(tmp_path / "out" / "samples.pt").shape == (4, 1, 28, 28)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    gan.main([*SMALL, "--max_steps=3", f"--data_dir={tiny_data}", "--out_dir=out"])  # no lock left
+    assert load(tmp_path / "out" / "checkpoint.pt")["run"]["step"] == 3
+
+
+def test_the_folder_is_free_again_after_main_returns_or_fails(gan, tiny_data, tmp_path, monkeypatch):
+    args = [*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"]
+    gan.main(args)
+    real_step = gan.train_step
+    monkeypatch.setattr(gan, "train_step", lambda *a: {"d_loss": float("nan"), "g_loss": 0.0})
+    with pytest.raises(SystemExit):
+        gan.main(args)  # fails inside the loop, holding the folder
+    monkeypatch.setattr(gan, "train_step", real_step)
+    G, _, _ = gan.main(args)  # as the next notebook cell would
+    assert G is not None and load(tmp_path / "checkpoint.pt")["run"]["step"] == 2
