@@ -35,6 +35,8 @@ import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel
 from torch.utils.tensorboard import SummaryWriter
 from torchvision import datasets
+from torchvision.io import decode_image
+from torchvision.transforms.v2.functional import center_crop, resize, rgb_to_grayscale
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
 
@@ -54,8 +56,10 @@ info_step = 500            # print losses and show grids every this many steps
 device = "auto"            # auto (cuda, then mps, then cpu), cpu, cuda, mps
 precision = "auto"         # auto: bf16 on a CPU that has it natively, else fp32 (TF32 on CUDA)
 seed = 0                   # seed for weights, noise and data order
-dataset = "MNIST"          # MNIST or FashionMNIST
+dataset = "MNIST"          # MNIST, FashionMNIST, or folder: every picture under data_dir
 data_dir = "data"          # where the dataset is (or is downloaded to)
+image_size = 28            # pixels per side: each image is centre-cropped square and resized
+channels = 1               # 1 for gray, 3 for colour
 out_dir = "outputs"        # grids, weights, checkpoint and TensorBoard runs
 max_steps = 0              # stop after this many steps (the lr still spans epochs); 0 = no limit
 resume = False             # continue from out_dir/checkpoint.pt
@@ -72,7 +76,7 @@ def fail(message, code=2):  # one clear line instead of a traceback (and on a li
 # ---- show(): a grid of images, inline in a notebook, in a window on a desktop, else a PNG ----
 def grid(images, nrow=8):
     """Images in [-1, 1], in any layout, as one picture in [0, 1]."""
-    images = images.detach().float().cpu().view(-1, 1, 28, 28)
+    images = images.detach().float().cpu().view(-1, channels, image_size, image_size)
     return make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1))
 
 def show(images, title, step=0):
@@ -117,7 +121,15 @@ def find_idx(folder, split="train", kind="images"):
     return next((p for p in (Path(folder, name), Path(folder, name + ".gz")) if p.is_file()), None)
 
 def load_images(split="train"):
-    """The images of one split as a uint8 tensor, from data_dir or torchvision's download."""
+    """The images of one split as one uint8 tensor N x channels x image_size x image_size."""
+    if dataset == "folder":
+        return load_folder(Path(data_dir))
+    digits = load_digits(split)
+    check_memory(len(digits))
+    return fit(digits.unsqueeze(1))  # 28 x 28 gray, or as image_size and channels ask
+
+def load_digits(split="train"):
+    """MNIST's or Fashion-MNIST's 28 x 28 images, from data_dir or torchvision's download."""
     if find_idx(data_dir, split):  # a folder of IDX files, e.g. /usr/share/datasets/fashion-mnist
         return read_idx(find_idx(data_dir, split))
     raw = Path(data_dir) / dataset / "raw"
@@ -133,6 +145,60 @@ def load_images(split="train"):
              f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
              f"and t10k-labels-idx1-ubyte.gz in {raw}/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
     return ds.data
+
+PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")  # what decode_image reads
+
+def load_folder(folder):
+    """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
+    if not folder.is_dir():
+        fail(f"data_dir {folder} does not exist: point --data_dir at a folder of pictures")
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PICTURES and p.is_file())
+    if not paths:
+        fail(f"{folder} holds no pictures ({', '.join(PICTURES)}), in it or in its subfolders")
+    check_memory(len(paths))
+    images, broken = [], []
+    for path in tqdm(paths, desc=f"decoding {len(paths)} pictures", leave=False):
+        try:
+            image = decode_image(str(path))  # C x H x W, or frames x C x H x W for a GIF
+        except RuntimeError as e:  # not a picture after all, or a broken one
+            broken.append(f"{path} ({str(e).strip().splitlines()[-1][:80]})")
+            continue
+        images.append(fit(image.view(-1, *image.shape[-3:])[:1]))
+    if len(broken) == len(paths):
+        fail(f"none of the {len(paths)} pictures in {folder} could be read; the first: {broken[0]}")
+    if broken:
+        tqdm.write(f"basic_gan.py: warning: skipped {len(broken)} unreadable pictures of "
+                   f"{len(paths)}; the first: {broken[0]}", file=sys.stderr)
+    return torch.cat(images)
+
+def fit(images):
+    """uint8 images N x C x H x W as N x channels x image_size x image_size: transparency on white,
+    colour to gray or gray to colour, the centre square, resized with antialiasing."""
+    if images.shape[1] in (2, 4):  # with alpha: composite onto white, as a viewer shows them
+        alpha = images[:, -1:].float() / 255
+        images = (images[:, :-1] * alpha + 255 * (1 - alpha)).round().to(torch.uint8)
+    if images.shape[1] != channels:
+        images = images.expand(-1, 3, -1, -1) if channels == 3 else rgb_to_grayscale(images)
+    side = min(images.shape[-2:])
+    images = center_crop(images, [side, side])
+    if side != image_size:
+        images = resize(images, [image_size, image_size], antialias=True)
+    return images.contiguous()
+
+def check_memory(count):
+    """Refuse, before decoding, a folder that would not fit in half the memory available."""
+    need, free = count * channels * image_size ** 2, available_memory()
+    if need > free / 2:
+        fits = int((free / 2 / count / channels) ** 0.5)
+        fail(f"{count} images of {channels} x {image_size} x {image_size} need {need / 1e9:.1f} "
+             f"GB, more than half the {free / 1e9:.1f} GB available: try --image_size={fits}")
+
+def available_memory():
+    with contextlib.suppress(OSError, TypeError):
+        return int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return math.inf
 
 def training_images(dev):
     """The training images on the device, and what a checkpoint records of them."""
@@ -155,22 +221,22 @@ def to_model_range(batch):
 
 # ---- models: the seed course's MLPs ----
 class Generator(nn.Module):
-    def __init__(self, z_dim, widths):
+    def __init__(self, z_dim, widths, pixels=28 * 28):  # pixels: channels x image_size x image_size
         super().__init__()
         self.z_dim = z_dim
         layers, width_in = [], z_dim
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
             width_in = width
-        self.net = nn.Sequential(*layers, nn.Linear(width_in, 28 * 28), nn.Tanh())
+        self.net = nn.Sequential(*layers, nn.Linear(width_in, pixels), nn.Tanh())
 
     def forward(self, z):
         return self.net(z)
 
 class Discriminator(nn.Module):
-    def __init__(self, widths):
+    def __init__(self, widths, pixels=28 * 28):
         super().__init__()
-        layers, width_in = [], 28 * 28
+        layers, width_in = [], pixels
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2, inplace=True)]
             width_in = width
@@ -250,7 +316,8 @@ def pick_precision(dev):
     return "bf16" if dev.type == "cpu" and native_bf16 else "fp32"
 
 def build(dev):
-    G, D = Generator(z_dim, g_widths).to(dev), Discriminator(d_widths).to(dev)
+    pixels = channels * image_size ** 2
+    G, D = Generator(z_dim, g_widths, pixels).to(dev), Discriminator(d_widths, pixels).to(dev)
     G_ema = make_ema(G) if ema_decay > 0 else None
     fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a CPU step
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, 0.999), fused=fused)
@@ -370,8 +437,11 @@ def load_generator(path):
     """A Generator rebuilt from a generator.pth, which holds its own widths."""
     saved = load(path, "generator")
     try:
-        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]))
+        shape = {k: saved["config"].get(k, DEFAULTS[k]) for k in ("channels", "image_size")}
+        pixels = shape["channels"] * shape["image_size"] ** 2
+        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels)
         G.load_state_dict(saved["state_dict"])
+        globals().update(shape)  # the grids and samples follow the generator's own shape
     except (RuntimeError, KeyError, TypeError) as e:
         fail(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})")
     return G
@@ -380,7 +450,7 @@ def sample_digits(n):
     """n digits from out_dir/generator.pth in samples.pt, a preview, and interpolations."""
     G, out = load_generator(Path(out_dir) / "generator.pth"), Path(out_dir)
     torch.manual_seed(seed)
-    images = torch.empty(n, 1, 28, 28)
+    images = torch.empty(n, channels, image_size, image_size)
     for chunk in images.split(10_000):  # a chunk at a time, so G's activations stay small
         digits = generate(G, torch.randn(len(chunk), G.z_dim)).view_as(chunk)
         chunk.copy_((digits + 1) / 2)  # [0, 1], as scorers expect
@@ -604,7 +674,10 @@ def check_config():
         (("device",), lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v),
          "one of auto, cpu, cuda, mps"),
         (("precision",), lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
-        (("dataset",), lambda v: v in ("MNIST", "FashionMNIST"), "one of MNIST, FashionMNIST")]
+        (("dataset",), lambda v: v in ("MNIST", "FashionMNIST", "folder"),
+         "one of MNIST, FashionMNIST, folder"),
+        (("image_size",), lambda v: v >= 4, "at least 4 pixels"),
+        (("channels",), lambda v: v in (1, 3), "1 (gray) or 3 (colour)")]
     for keys, ok, wanted in rules:
         for k in keys:
             if not ok(globals()[k]):

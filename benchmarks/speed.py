@@ -138,7 +138,7 @@ def main(argv=None):
     root = None if args.data_dir else real_mnist_root(tmp.name)
     if args.data_dir:  # any form basic_gan reads, rewritten as the MNIST root the textbook loader wants
         basic_gan.data_dir = args.data_dir
-        images = basic_gan.load_images("train")
+        images = basic_gan.load_digits("train")
         labelled = lambda x: (x, torch.zeros(len(x), dtype=torch.uint8))
         root = write_dataset(Path(tmp.name) / "MNIST" / "raw", labelled(images), labelled(images[:10]), gz=False).parents[1]
     if root is None:  # no real digits here: random pixels time the same

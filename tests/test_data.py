@@ -43,8 +43,8 @@ def test_read_idx_names_a_corrupt_gzip(gan, capsys, tmp_path):
 def test_a_folder_of_idx_files_is_a_data_dir(gan, tiny_data):
     gan.data_dir = str(tiny_data)
     images = gan.load_images("train")
-    assert images.shape == (256, 28, 28) and images.dtype == torch.uint8
-    assert gan.load_images("test").shape == (64, 28, 28)
+    assert images.shape == (256, 1, 28, 28) and images.dtype == torch.uint8
+    assert gan.load_images("test").shape == (64, 1, 28, 28)
 
 
 def test_each_epoch_serves_each_image_once_in_its_own_order(gan):
@@ -79,7 +79,7 @@ def test_missing_dataset_offline_says_where_to_put_the_files(gan, capsys, tmp_pa
 def test_torchvision_layout_with_real_digits(gan, real_root):
     gan.data_dir = str(real_root)
     images = gan.load_images("train")
-    assert images.shape == (60000, 28, 28)
+    assert images.shape == (60000, 1, 28, 28)
     # the same pixels the textbook ToTensor pipeline sees
     reference = datasets.MNIST(str(real_root), train=True, transform=transforms.ToTensor())
     assert torch.equal(gan.to_model_range(images[:1]), reference[0][0].view(1, -1) * 2 - 1)

@@ -1,0 +1,136 @@
+"""--dataset=folder: any folder of pictures, gray or colour, any size, through the same script."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import SMALL, run_all, same_state
+from idx import fake_digits, write_dataset
+
+
+def picture(seed, size, mode):
+    rng = np.random.default_rng(seed)
+    bands = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
+    pixels = rng.integers(0, 256, (size[1], size[0], bands), dtype=np.uint8)
+    return Image.fromarray(pixels.squeeze(-1) if bands == 1 else pixels, mode)
+
+
+def make_pictures(root, count=40):
+    """Nested class folders of PNG, JPEG, GIF and WebP in mixed sizes, gray and colour, one with
+    alpha, a corrupt one and a text file."""
+    kinds = [("gray/a", "L", (28, 28), "png"), ("colour/b", "RGB", (40, 30), "jpg"),
+             ("colour/c/deep", "RGB", (17, 33), "gif"), ("colour/b", "RGB", (64, 64), "webp")]
+    for i in range(count):
+        folder, mode, size, ext = kinds[i % len(kinds)]
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        picture(i, size, mode).save(root / folder / f"{i}.{ext}")
+    Image.new("RGBA", (20, 20), (255, 0, 0, 0)).save(root / "gray" / "clear.png")  # all transparent
+    (root / "colour" / "broken.png").write_bytes(b"\x89PNG not really")
+    (root / "notes.txt").write_text("not a picture")
+    return root
+
+
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    return make_pictures(tmp_path_factory.mktemp("pictures"))
+
+
+def test_a_folder_of_pictures_is_one_uint8_tensor_of_the_asked_shape(gan, pictures, capsys):
+    gan.dataset, gan.data_dir, gan.image_size, gan.channels = "folder", str(pictures), 16, 3
+    images = gan.load_images()
+    assert images.shape == (41, 3, 16, 16) and images.dtype == torch.uint8  # 40 + the clear one
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "skipped 1 unreadable pictures of 42; the first: " in err
+    assert str(pictures / "colour" / "broken.png") in err
+    order = sorted(p for p in pictures.rglob("*") if p.suffix in (".png", ".jpg", ".gif", ".webp"))
+    clear = order.index(pictures / "gray" / "clear.png") - 1  # broken.png sorts before it
+    assert (images[clear] == 255).all()  # transparency lands on white
+    gan.channels = 1
+    gray = gan.load_images()
+    assert gray.shape == (41, 1, 16, 16) and not torch.equal(gray[0], gray[1])
+
+
+def test_fit_crops_the_centre_square_and_resizes(gan):
+    gan.image_size, gan.channels = 8, 1
+    wide = torch.zeros(1, 1, 10, 30, dtype=torch.uint8)
+    wide[..., 10:20] = 255  # the centre 10 x 10 square is white, the sides black
+    assert (gan.fit(wide) == 255).all()
+    gan.channels = 3
+    assert gan.fit(wide).shape == (1, 3, 8, 8)
+
+
+def test_the_built_in_sets_follow_image_size_and_channels(gan, tiny_data):
+    gan.data_dir, gan.image_size, gan.channels = str(tiny_data), 32, 3
+    images = gan.load_images()
+    assert images.shape == (256, 3, 32, 32) and torch.equal(images[:, 0], images[:, 2])
+
+
+def test_a_folder_too_big_for_memory_is_refused_with_a_size_that_fits(gan, pictures, capsys, monkeypatch):
+    monkeypatch.setattr(gan, "available_memory", lambda: 2 * 42 * 3 * 10 * 10 + 1)
+    gan.dataset, gan.data_dir, gan.image_size, gan.channels = "folder", str(pictures), 64, 3
+    with pytest.raises(SystemExit):
+        gan.load_images()
+    err = capsys.readouterr().err
+    assert "42 images of 3 x 64 x 64 need" in err and "try --image_size=10" in err and "decoding" not in err
+
+
+def test_a_colour_run_end_to_end(gan, pictures, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = [*SMALL, "--dataset=folder", f"--data_dir={pictures}", "--image_size=16", "--channels=3",
+            "--batch_size=8", "--epochs=4", "--info_step=5"]  # 41 pictures: 5 steps an epoch
+    gan.main([*args, "--out_dir=whole"])
+    fake = EventAccumulator(str(next((tmp_path / "whole" / "runs").iterdir())), size_guidance={"images": 0})
+    fake.Reload()
+    assert (fake.Images("images/fake")[0].width, fake.Images("images/fake")[0].height) == (146, 146)
+    assert Image.open(tmp_path / "whole" / "fake_step000005.png").mode in ("RGB", "RGBA")
+    gan.main([*args, "--out_dir=cut", "--max_steps=7"])
+    gan.main(["--resume", "--out_dir=cut"])  # the shape comes back from the checkpoint
+    whole, cut = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True) for d in ("whole", "cut"))
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):
+        assert same_state(whole[key], cut[key]), key
+    gan.main(["--sample=5", "--out_dir=whole"])  # no flags: generator.pth knows its shape
+    assert torch.load(tmp_path / "whole" / "samples.pt", weights_only=True).shape == (5, 3, 16, 16)
+
+
+def test_resuming_with_another_shape_is_refused(gan, pictures, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    gan.main([*SMALL, "--dataset=folder", f"--data_dir={pictures}", "--image_size=16", "--max_steps=1",
+              "--out_dir=run"])
+    with pytest.raises(SystemExit):
+        gan.main(["--resume", "--out_dir=run", "--image_size=32"])
+    assert "was made with image_size=16: resuming with --image_size=32 would make another run" in \
+        capsys.readouterr().err
+
+
+BAD_FOLDERS = [
+    ("missing", "data_dir missing does not exist"),
+    ("words", "words holds no pictures (.png, .jpg"),
+    ("broken", "none of the 2 pictures in broken could be read; the first: broken/a.png"),
+    ("few", "few holds 3 training images, fewer than one batch of 16: set --batch_size to at most 3"),
+]
+
+
+def test_bad_folders_get_one_line_and_nothing_is_written(tmp_path):
+    (tmp_path / "words").mkdir()
+    (tmp_path / "words" / "a.txt").write_text("no pictures here")
+    (tmp_path / "broken").mkdir()
+    for name in ("a.png", "b.jpg"):
+        (tmp_path / "broken" / name).write_bytes(b"not a picture")
+    (tmp_path / "few").mkdir()
+    for i in range(3):
+        picture(i, (8, 8), "RGB").save(tmp_path / "few" / f"{i}.png")
+    results = run_all([([*SMALL, "--dataset=folder", f"--data_dir={folder}", f"--out_dir=out_{folder}"], tmp_path)
+                       for folder, _ in BAD_FOLDERS])
+    for result, (folder, message) in zip(results, BAD_FOLDERS):
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert result.stderr.count("error:") == 1 and "Traceback" not in result.stderr
+        assert not (tmp_path / f"out_{folder}").exists()
+
+
+def test_fewer_digits_than_one_batch_are_refused_too(gan, tmp_path, capsys):
+    data = write_dataset(tmp_path, fake_digits(10), fake_digits(10))
+    with pytest.raises(SystemExit):
+        gan.main([*SMALL, "--batch_size=100000", f"--data_dir={data}", f"--out_dir={tmp_path / 'out'}"])
+    assert "holds 10 training images, fewer than one batch of 100000" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
