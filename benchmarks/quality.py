@@ -9,10 +9,13 @@ Prints, for the samples and for real held-out digits as the reference line:
   min share  the share of the rarest digit among the samples: a collapsed GAN scores near 0
 It also writes a bar chart of the digit shares next to the scored file.
 
-Real digits: the test split (and the train split where it exists) from --data_dir, a folder holding the
-IDX files or a torchvision root. Without a train split (as in ../shared, which has only the 10k test
+Real images: the test split (and the train split where it exists) from --data_dir, a folder holding the
+IDX files or a torchvision root. With both splits (Fashion-MNIST: --dataset=FashionMNIST
+--data_dir=/usr/share/datasets/fashion-mnist) the CNN trains on the training images and the test
+images, which no generator sees, are the FID reference; the reference line scores real training
+images against them. Without a train split (as in ../shared, which has only the 10k MNIST test
 digits) the test digits are split in two: the even-numbered ones train the CNN and are the FID
-reference, the odd-numbered ones are held out.
+reference, the odd-numbered ones are held out and scored as the reference line.
 """
 import argparse
 import hashlib
@@ -53,20 +56,25 @@ class Classifier(nn.Module):
 
 
 def load_real(data_dir, dataset):
-    """(reference images, reference labels, held-out images, held-out labels) in [0, 1]."""
+    """The real images a score needs, in [0, 1]: the CNN's labelled training set (cnn), labelled
+    held-out images for its accuracy (held), the FID reference (ref) and real images scored as
+    the reference line (real), named."""
     folders = [Path(data_dir), Path(data_dir) / dataset / "raw"]
     folder = next((f for f in folders if basic_gan.find_idx(f, "test")), None)
     if folder is None:
         fail(f"no t10k-images-idx3-ubyte(.gz) in {data_dir} or {folders[1]}: pass --data_dir")
     read = lambda split, kind: basic_gan.read_idx(basic_gan.find_idx(folder, split, kind))
-    test_x, test_y = read("test", "images"), read("test", "labels")
-    if basic_gan.find_idx(folder, "train"):
-        ref_x, ref_y, held_x, held_y = read("train", "images"), read("train", "labels"), test_x, test_y
-    else:
-        # Even and odd digits, not halves: MNIST's test set puts one pool of writers before the other.
-        ref_x, ref_y, held_x, held_y = test_x[0::2], test_y[0::2], test_x[1::2], test_y[1::2]
     unit = lambda x: x.float().div(255).unsqueeze(1)
-    return unit(ref_x), ref_y.long(), unit(held_x), held_y.long()
+    test_x, test_y = unit(read("test", "images")), read("test", "labels").long()
+    if basic_gan.find_idx(folder, "train"):
+        # A real train/test split (Fashion-MNIST): the CNN learns the training images, and the
+        # test images, which no generator trains on, are the FID reference.
+        train_x, train_y = unit(read("train", "images")), read("train", "labels").long()
+        return {"cnn": (train_x, train_y), "held": (test_x, test_y), "ref": test_x,
+                "real": train_x, "name": "real training images"}
+    # Even and odd digits, not halves: MNIST's test set puts one pool of writers before the other.
+    return {"cnn": (test_x[0::2], test_y[0::2]), "held": (test_x[1::2], test_y[1::2]),
+            "ref": test_x[0::2], "real": test_x[1::2], "name": "real held-out digits"}
 
 
 def train_classifier(x, y, epochs=20, seed=0):
@@ -94,7 +102,7 @@ def cached_classifier(ref_x, ref_y, cache_dir):
     if path.exists():
         model.load_state_dict(torch.load(path, weights_only=True))
         return model.eval()
-    model = train_classifier(ref_x, ref_y)
+    model = train_classifier(ref_x, ref_y, epochs=max(2, min(20, 100_000 // len(ref_x))))
     path.parent.mkdir(parents=True, exist_ok=True)
     basic_gan.atomic_save(model.state_dict(), path)
     return model
@@ -174,20 +182,19 @@ def main(argv=None):
         fail(f"{args.samples} holds {len(samples)} samples, too few for a meaningful FID: write at "
              f"least {MIN_SAMPLES}, e.g. python basic_gan.py --sample=10000")
 
-    ref_x, ref_y, held_x, held_y = load_real(args.data_dir, args.dataset)
-    model = cached_classifier(ref_x, ref_y, args.cache)
+    sets = load_real(args.data_dir, args.dataset)
+    model = cached_classifier(*sets["cnn"], args.cache)
+    (held_x, held_y), ref_x = sets["held"], sets["ref"][: args.n]
+    accuracy = float((features_and_probs(model, held_x)[1].argmax(1) == held_y).double().mean())
     ref_feats, _ = features_and_probs(model, ref_x)
-    held_feats, held_probs = features_and_probs(model, held_x)
-    accuracy = float((held_probs.argmax(1) == held_y).double().mean())
-    ref_feats = ref_feats[: min(len(held_x), args.n)]
-    real = score(model, held_x[: args.n], ref_feats)
+    real = score(model, sets["real"][: args.n], ref_feats)
     fake = score(model, samples, ref_feats)
     plot_shares(fake["shares"], Path(args.samples).with_name("digit_shares.png"))
 
-    print(f"classifier: {accuracy:.2%} on {len(held_x)} held-out real digits ({args.data_dir}); "
-          f"FID on {min(len(samples), len(ref_feats))} samples vs {len(ref_feats)} reference digits")
-    print(f"{'':24} {'FID':>7} {'IS':>6} {'min share':>10}   shares of digits 0-9 (%)")
-    for name, s in (("real held-out digits", real), (Path(args.samples).name, fake)):
+    print(f"classifier: {accuracy:.2%} on {len(held_x)} held-out real images ({args.data_dir}); "
+          f"FID on {min(len(samples), len(ref_feats))} samples vs {len(ref_feats)} reference images")
+    print(f"{'':24} {'FID':>7} {'IS':>6} {'min share':>10}   shares of classes 0-9 (%)")
+    for name, s in ((sets["name"], real), (Path(args.samples).name, fake)):
         shares = " ".join(f"{100 * v:4.1f}" for v in s["shares"])
         print(f"{name:24} {s['fid']:7.2f} {s['is']:6.2f} {100 * s['min_share']:9.1f}%   {shares}")
     if args.json:

@@ -33,8 +33,8 @@ def test_quality_scores_real_digits_above_noise(blobs, capsys):
     assert abs(sum(good["shares"]) - 1) < 1e-3 and good["min_share"] > 0.03
     assert (tmp_path / "digit_shares.png").is_file()
     out = capsys.readouterr().out
-    assert "real held-out digits" in out
-    assert "FID on 256 samples vs 256 reference digits" in out  # the counts it used, not --n
+    assert "real training images" in out  # a train and a test split: the test one is the reference
+    assert "FID on 1000 samples vs 1000 reference images" in out  # the counts it used, not --n
 
 
 @pytest.mark.parametrize("samples, args, message", [
