@@ -160,7 +160,7 @@ def load_folder(folder):
     for path in tqdm(paths, desc=f"decoding {len(paths)} pictures", leave=False):
         try:
             image = decode_image(str(path))  # C x H x W, or frames x C x H x W for a GIF
-        except RuntimeError as e:  # not a picture after all, or a broken one
+        except (RuntimeError, ValueError, OSError) as e:  # not a picture after all, or broken
             broken.append(f"{path} ({str(e).strip().splitlines()[-1][:80]})")
             continue
         images.append(fit(image.view(-1, *image.shape[-3:])[:1]))
