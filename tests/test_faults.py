@@ -66,40 +66,42 @@ def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(tiny
 
 
 def kill_soon(proc, out, rng, inside_a_save):
-    """SIGKILL the run: at a random moment of its training, or just as a checkpoint is being written."""
-    while "training on" not in proc.stdout.readline():
-        assert proc.poll() is None, proc.stderr.read()
-    if inside_a_save:  # once the run has cleared what an earlier kill left, the next save's temp file
-        tmp, deadline = out / "checkpoint.pt.tmp", time.monotonic() + 30
-        while tmp.exists() and time.monotonic() < deadline:
-            pass
-        while not tmp.exists() and time.monotonic() < deadline:
-            pass
+    """SIGKILL the run at a random moment of its training, or inside its second checkpoint save
+    (the first one whole, so that each kill leaves something to resume). True: it died mid-save."""
+    while "training on" not in (line := proc.stdout.readline()):
+        if not line:  # it ended by itself
+            assert proc.wait() == 0, proc.stderr.read()
+            return False
+    if inside_a_save:
+        tmp, deadline = out / "checkpoint.pt.tmp", time.monotonic() + 60
+        for wanted in (False, True, False, True):  # an earlier kill's leftover gone, a save, the next
+            while tmp.exists() != wanted and time.monotonic() < deadline:
+                pass
     else:
-        time.sleep(rng.uniform(0, 0.5))
+        time.sleep(rng.uniform(0, 1))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    return (out / "checkpoint.pt.tmp").exists()  # it died mid-save
+    return (out / "checkpoint.pt.tmp").exists()
 
 
 def test_hard_kills_at_any_moment_lose_nothing_saved(tiny_data, tmp_path):
-    args = [*SMALL, "--info_step=1000", "--epochs=12", f"--data_dir={tiny_data}"]  # 192 steps
+    args = [*SMALL, "--info_step=1000", "--epochs=40", f"--data_dir={tiny_data}"]  # 640 steps
     whole_run = start_script(*args, "--out_dir=whole", cwd=tmp_path)
     out, rng, mid_save = tmp_path / "killed", random.Random(0), 0
+    go_on = lambda: ["--resume", "--out_dir=killed"] if (out / "checkpoint.pt").exists() else [*args, "--out_dir=killed"]
     for kill in range(6):
-        resume = ["--resume", "--out_dir=killed"] if (out / "checkpoint.pt").exists() else [*args, "--out_dir=killed"]
-        mid_save += kill_soon(start_script(*resume, cwd=tmp_path), out, rng, inside_a_save=kill % 2 == 1)
+        mid_save += kill_soon(start_script(*go_on(), cwd=tmp_path), out, rng, inside_a_save=kill % 2 == 1)
         for name in ("generator.pth", "checkpoint.pt"):  # whatever is there is whole
             if (out / name).exists():
                 load(out / name)
     assert mid_save >= 3  # the kills timed to a save did land inside one
-    result = run_script("--resume", "--out_dir=killed", cwd=tmp_path)
+    result = run_script(*go_on(), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert finish(whole_run).returncode == 0
     whole, resumed = load(tmp_path / "whole" / "checkpoint.pt"), load(out / "checkpoint.pt")
     for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):  # six kills later, the same run
         assert same_state(whole[key], resumed[key]), key
-    assert resumed["run"]["step"] == 192 and not list(out.glob("*.tmp"))
+    assert resumed["run"]["step"] == 640 and not list(out.glob("*.tmp"))
 
 
 def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan, tiny_data, tmp_path,
