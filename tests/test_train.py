@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, SMALL, finish, run_all, run_script, same_state, start_script
+from conftest import ROOT, SMALL, finish, run_script, same_state, start_script
 from idx import fake_digits, write_dataset
 
 RUN = [*SMALL, "--info_step=5", "--epochs=2"]  # 256 images / 16 = 16 steps an epoch
@@ -166,27 +166,19 @@ BAD_CHECKPOINTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def bad_checkpoint_runs(trained, tiny_data, tmp_path_factory):
-    """Each damaged checkpoint resumed in its own process, all at once."""
-    out, _ = trained
-    cases = []
-    for damage, extra, _ in BAD_CHECKPOINTS:
-        cwd = tmp_path_factory.mktemp("ckpt")
-        (cwd / "out").mkdir()
-        (cwd / "out" / "checkpoint.pt").write_bytes((out / "checkpoint.pt").read_bytes())
-        damage(cwd / "out" / "checkpoint.pt")
-        cases.append((["--out_dir=out", "--resume", *extra], cwd))
-    return [(result, cwd) for result, (_, cwd) in zip(run_all(cases), cases)]
-
-
 @pytest.mark.parametrize("case", range(len(BAD_CHECKPOINTS)), ids=["garbage", "old", "truncated", "z_dim",
                                                                    "g_widths", "seed", "dataset", "lr"])
-def test_a_bad_checkpoint_is_refused_in_one_line(bad_checkpoint_runs, case):
-    result, cwd = bad_checkpoint_runs[case]
-    assert result.returncode == 2 and BAD_CHECKPOINTS[case][2] in result.stderr, result.stderr
-    assert result.stderr.count("\n") == 1
-    assert sorted(p.name for p in (cwd / "out").iterdir()) == ["checkpoint.pt"]
+def test_a_bad_checkpoint_is_refused_in_one_line(gan, trained, tmp_path, monkeypatch, capsys, case):
+    damage, extra, message = BAD_CHECKPOINTS[case]
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "checkpoint.pt").write_bytes((trained[0] / "checkpoint.pt").read_bytes())
+    damage(tmp_path / "out" / "checkpoint.pt")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        gan.main(["--out_dir=out", "--resume", *extra])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["checkpoint.pt"]
 
 
 def test_a_corrupt_generator_is_refused_by_sample(gan, tmp_path, capsys):
@@ -225,18 +217,20 @@ def snapshot(folder):
     return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*")}
 
 
-def test_a_finished_run_says_so_and_writes_nothing_then_trains_longer(trained, tiny_data, tmp_path):
+def test_a_finished_run_says_so_and_writes_nothing_then_trains_longer(gan, trained, tiny_data, tmp_path,
+                                                                      monkeypatch, capsys):
     run = copy_of(trained[0], tmp_path)
     before = snapshot(run)
-    result = run_script("--resume", "--out_dir=run", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert "run has finished its 2 epochs (32 steps)" in result.stdout
-    assert "python basic_gan.py --resume --out_dir=run --epochs=4" in result.stdout
-    assert "saved" not in result.stdout and snapshot(run) == before
+    monkeypatch.chdir(tmp_path)
+    gan.main(["--resume", "--out_dir=run"])
+    out = capsys.readouterr().out
+    assert "run has finished its 2 epochs (32 steps)" in out
+    assert "python basic_gan.py --resume --out_dir=run --epochs=4" in out
+    assert "saved" not in out and snapshot(run) == before
     moved = shutil.copytree(tiny_data, tmp_path / "moved")  # the same data, in another place
-    longer = run_script("--resume", "--out_dir=run", "--epochs=3", f"--data_dir={moved}", cwd=tmp_path)
-    assert longer.returncode == 0, longer.stderr  # the plan may grow
-    assert "3 epochs of 16 steps" in longer.stdout and load(run / "checkpoint.pt")["run"]["step"] == 48
+    gan.main(["--resume", "--out_dir=run", "--epochs=3", f"--data_dir={moved}"])  # the plan may grow
+    assert "3 epochs of 16 steps" in capsys.readouterr().out
+    assert load(run / "checkpoint.pt")["run"]["step"] == 48
 
 
 def other_data(folder, images):
@@ -251,17 +245,18 @@ OTHER_DATA = [
 ]
 
 
-def test_resuming_on_other_data_is_refused_in_one_line(trained, tmp_path):
+@pytest.mark.parametrize("count, seed, message", OTHER_DATA)
+def test_resuming_on_other_data_is_refused_in_one_line(gan, trained, tmp_path, monkeypatch, capsys,
+                                                       count, seed, message):
     run = copy_of(trained[0], tmp_path)
     before = snapshot(run)
-    folders = [other_data(tmp_path / f"other{i}", fake_digits(count, seed=seed)[0])
-               for i, (count, seed, _) in enumerate(OTHER_DATA)]
-    results = run_all([(["--resume", "--out_dir=run", f"--data_dir={f}"], tmp_path) for f in folders])
-    for result, (_, _, message) in zip(results, OTHER_DATA):
-        assert result.returncode == 2 and message in result.stderr, result.stderr
-        assert "that run trained on: set --data_dir to those" in result.stderr
-        assert result.stderr.count("\n") == 1
-    assert snapshot(run) == before
+    data = other_data(tmp_path / "other", fake_digits(count, seed=seed)[0])
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        gan.main(["--resume", "--out_dir=run", f"--data_dir={data}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1, err
+    assert "that run trained on: set --data_dir to those" in err and snapshot(run) == before
 
 
 def test_images_per_s_counts_only_the_steps_since_the_resume(gan, tmp_path):
