@@ -132,30 +132,31 @@ def tree(folder):
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
-@pytest.fixture(scope="module")
-def bad_runs(tmp_path_factory, tiny_data):
-    """Every bad input as its own process, all at once: (result, files before, files after) per case."""
-    mp = pytest.MonkeyPatch()
-    for proxy in ("http_proxy", "https_proxy"):  # offline even where there is a network: nothing listens there
-        mp.setenv(proxy, "http://127.0.0.1:9")
-    folders = [tmp_path_factory.mktemp("bad") for _ in BAD_INPUTS]
-    befores = []
-    for folder in folders:
-        make_bad_inputs(folder)
-        befores.append(tree(folder))
-    defaults = [f"--data_dir={tiny_data}", "--out_dir=out", *SMALL[:2]]  # later options win
-    results = run_all([([*defaults, *args], folder) for (args, _), folder in zip(BAD_INPUTS, folders)])
-    mp.undo()
-    return [(r, before, tree(folder)) for r, before, folder in zip(results, befores, folders)]
-
-
 @pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_exits_2_with_one_line_and_touches_nothing(bad_runs, case):
-    result, before, after = bad_runs[case]
-    assert result.returncode == 2, result.stderr
-    assert BAD_INPUTS[case][1] in result.stderr
-    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
-    assert after == before  # out_dir not even created, data folders untouched
+def test_bad_input_exits_2_with_one_line_and_touches_nothing(gan, tiny_data, tmp_path, monkeypatch, capsys,
+                                                             case):
+    for proxy in ("http_proxy", "https_proxy"):  # offline even where there is a network: nothing listens there
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    make_bad_inputs(tmp_path)
+    before = tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        gan.main([f"--data_dir={tiny_data}", "--out_dir=out", *SMALL[:2], *BAD_INPUTS[case][0]])  # later wins
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and BAD_INPUTS[case][1] in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert tree(tmp_path) == before  # out_dir not even created, data folders untouched
+
+
+def test_bad_input_from_a_real_command_line(tiny_data, tmp_path):
+    """Two rows of the table as a user types them: exit 2, one line on stderr, nothing written."""
+    make_bad_inputs(tmp_path)
+    before = tree(tmp_path)
+    cases = [(["--epoch=1"], "did you mean --epochs?"), (["--data_dir=truncated"], "is truncated or corrupt")]
+    results = run_all([([f"--data_dir={tiny_data}", "--out_dir=out", *args], tmp_path) for args, _ in cases])
+    for result, (_, message) in zip(results, cases):
+        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
+    assert tree(tmp_path) == before
 
 
 def test_cuda_asked_for_without_a_gpu(gan, tmp_path, capsys, monkeypatch):

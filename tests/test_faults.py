@@ -4,6 +4,7 @@ import random
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
@@ -93,24 +94,35 @@ def kill_soon(proc, out, rng, inside_a_save):
     return tmp.exists()
 
 
-def test_hard_kills_at_any_moment_lose_nothing_saved(tiny_data, tmp_path):
-    args = [*SMALL, "--info_step=1000", "--epochs=30", f"--data_dir={tiny_data}"]  # 480 steps
-    whole_run = start_script(*args, "--out_dir=whole", cwd=tmp_path)
-    out, rng, mid_save = tmp_path / "killed", random.Random(0), 0
-    go_on = lambda: ["--resume", "--out_dir=killed"] if (out / "checkpoint.pt").exists() else [*args, "--out_dir=killed"]
-    for kill in range(6):
-        mid_save += kill_soon(start_script(*go_on(), cwd=tmp_path), out, rng, inside_a_save=kill % 2 == 1)
+def kill_and_resume(args, out, rng, inside_a_save, kills=3):
+    """Start, SIGKILL, and go on as a user would, again and again; then let it finish."""
+    go_on = lambda: ["--resume", f"--out_dir={out}"] if (out / "checkpoint.pt").exists() else [*args, f"--out_dir={out}"]
+    died_mid_save = 0
+    for _ in range(kills):
+        died_mid_save += kill_soon(start_script(*go_on(), cwd=out.parent), out, rng, inside_a_save)
         for name in ("generator.pth", "checkpoint.pt"):  # whatever is there is whole
             if (out / name).exists():
                 load(out / name)
-    assert mid_save >= 3  # the kills timed to a save did land inside one
-    result = run_script(*go_on(), cwd=tmp_path)
+    result = run_script(*go_on(), cwd=out.parent)
     assert result.returncode == 0, result.stderr
+    return died_mid_save
+
+
+def test_hard_kills_at_any_moment_lose_nothing_saved(tiny_data, tmp_path):
+    args = [*SMALL, "--info_step=1000", "--epochs=30", f"--data_dir={tiny_data}"]  # 480 steps
+    whole_run = start_script(*args, "--out_dir=whole", cwd=tmp_path)
+    with ThreadPoolExecutor(2) as pool:  # two runs killed three times each, side by side
+        at_random = pool.submit(kill_and_resume, args, tmp_path / "random", random.Random(0), False)
+        in_saves = pool.submit(kill_and_resume, args, tmp_path / "in_saves", random.Random(1), True)
+        assert in_saves.result() == 3  # the kills timed to a save did land inside one
+        at_random.result()
     assert finish(whole_run).returncode == 0
-    whole, resumed = load(tmp_path / "whole" / "checkpoint.pt"), load(out / "checkpoint.pt")
-    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):  # six kills later, the same run
-        assert same_state(whole[key], resumed[key]), key
-    assert resumed["run"]["step"] == 480 and not list(out.glob("*.tmp"))
+    whole = load(tmp_path / "whole" / "checkpoint.pt")
+    for out in (tmp_path / "random", tmp_path / "in_saves"):
+        resumed = load(out / "checkpoint.pt")
+        for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):  # three kills later, the same run
+            assert same_state(whole[key], resumed[key]), (out.name, key)
+        assert resumed["run"]["step"] == 480 and not list(out.glob("*.tmp"))
 
 
 def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan, tiny_data, tmp_path,
