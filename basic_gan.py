@@ -353,12 +353,13 @@ def train(checkpoint=None):
           open_writer(run) as writer, signals_stop_the_loop()):
         for epoch in range(run["step"] // steps_per_epoch, epochs):
             done = run["step"] - epoch * steps_per_epoch  # > 0 where a resume lands mid-epoch
-            bar = tqdm(epoch_batches(len(images), epoch)[done:], desc=f"epoch {epoch + 1}/{epochs}",
+            batches = epoch_batches(len(images), epoch)[done:].to(dev)  # one copy an epoch
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}",
                        initial=done, total=steps_per_epoch, leave=False)
             for batch in bar:
                 for group in opt_g.param_groups + opt_d.param_groups:
                     group["lr"] = lr_at(run["step"], total_steps)
-                real = to_model_range(images[batch.to(dev)])
+                real = to_model_range(images[batch])
                 stats = train_step(G, D, G_ema, opt_g, opt_d, real, run["step"], autocast)
                 run["step"] += 1
                 if not math.isfinite(stats["d_loss"] + stats["g_loss"]):  # checked before any save
