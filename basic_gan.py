@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 # ---- the constants: edit them here, or override them: python basic_gan.py --name=value ----
 epochs = 32                # passes over the 60k training images (7 to 13 min on a 2-core CPU)
 batch_size = 128           # images per step
-lr = 2e-4                  # Adam learning rate, for G and D
+lr = 4e-4                  # Adam learning rate, for G and D
 lr_decay = 0.5             # over this last fraction of training, lr falls linearly to 0; 0 = off
 beta1 = 0.0                # Adam beta1; 0 = no momentum: each net answers the other's latest move
 z_dim = 64                 # length of the noise vector G draws from
@@ -51,7 +51,7 @@ g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
 d_widths = (512, 256, 128)  # hidden layer widths of the Discriminator
 r1_gamma = 1.0             # R1 penalty on D's gradient at real digits; 0 = off
 r1_every = 4               # apply R1 every this many steps (scaled up to match)
-ema_decay = 0.9999         # sample from a running average of G's weights (see ema_update); 0 = off
+ema_decay = 0.999          # sample from a running average of G's last ~1000 steps; 0 = off
 info_step = 500            # print losses and show grids every this many steps
 device = "auto"            # auto (cuda, then mps, then cpu), cpu, cuda, mps
 precision = "auto"         # auto: bf16 on a CPU that has it natively, else fp32 (TF32 on CUDA)
@@ -247,8 +247,8 @@ class Discriminator(nn.Module):
 
 @torch.no_grad()
 def ema_update(ema_tensors, tensors, num_averaged):
-    """Move the average towards G. It spans about the last quarter of the steps so far (up to
-    ema_decay), since a fixed 0.999 lags far behind a G that is still changing fast."""
+    """Move the average towards G. It spans about the last quarter of the steps so far, so it
+    keeps up with a G that still changes fast, and at most about 1 / (1 - ema_decay) steps."""
     decay = torch.clamp((1 + num_averaged) / (5 + num_averaged), max=ema_decay)
     if ema_tensors[0].is_floating_point():  # AveragedModel passes one dtype at a time
         torch._foreach_lerp_(ema_tensors, tensors, 1 - decay)  # one call for all of G's weights

@@ -65,7 +65,7 @@ def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
                 "charts/images_per_s"):
         assert [e.step for e in events.Scalars(tag)] == [5, 10, 15, 20, 25, 30]
     lrs = [e.value for e in events.Scalars("charts/lr")]
-    assert lrs[0] == pytest.approx(2e-4) and lrs[-1] == pytest.approx(2e-4 * 3 / 16)  # falls over the last half
+    assert lrs[0] == pytest.approx(4e-4) and lrs[-1] == pytest.approx(4e-4 * 3 / 16)  # falls over the last half
     fake, real = events.Images("images/fake"), events.Images("images/real")
     assert [e.step for e in fake] == [5, 10, 15, 20, 25, 30]
     assert (fake[0].width, fake[0].height) == (242, 242)  # 64 digits, 8 by 8, 2-pixel padding
@@ -162,7 +162,7 @@ BAD_CHECKPOINTS = [
     (lambda p: None, ["--g_widths=(32,)"], "made with g_widths=(32, 64): resuming with --g_widths=(32,) would"),
     (lambda p: None, ["--seed=1"], "checkpoint.pt was made with seed=0: resuming with --seed=1 would make"),
     (lambda p: None, ["--dataset=FashionMNIST"], "made with dataset='MNIST': resuming with --dataset="),
-    (lambda p: None, ["--lr=0.001"], "made with lr=0.0002: resuming with --lr=0.001 would make another run"),
+    (lambda p: None, ["--lr=0.001"], "made with lr=0.0004: resuming with --lr=0.001 would make another run"),
 ]
 
 
