@@ -1,4 +1,5 @@
-"""basic_gan.py: a GAN that learns to draw MNIST digits, in one file. Read it top to bottom.
+"""basic_gan.py: a GAN that learns to draw MNIST digits, in one file. Read it top to bottom: the
+story is in notebook cells (# %%); what a learner need not read is below the plumbing banner.
 
     python basic_gan.py                       train with the constants below
     python basic_gan.py --epochs=3 --lr=1e-4  override any constant
@@ -6,41 +7,28 @@
     python basic_gan.py --resume              continue from outputs/checkpoint.pt
     python basic_gan.py --help                list the constants
 """
-import argparse
-import ast
-import contextlib
-import difflib
-import gzip
-import io
+# %% imports
 import math
-import os
-import re
-import shlex
-import signal
 import sys
-import threading
 import time
-import zlib
 from pathlib import Path
-
-try:
-    import fcntl  # the lock that keeps two runs out of one folder; Windows has none
-except ImportError:
-    fcntl = None
 
 import matplotlib
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 from torch.optim.swa_utils import AveragedModel
+from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
-from torchvision import datasets
-from torchvision.io import decode_image
-from torchvision.transforms.v2.functional import center_crop, resize, rgb_to_grayscale
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
+# for the plumbing below the story
+import argparse, ast, contextlib, difflib, gzip, io, linecache, os, re, shlex, signal, threading, zlib
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision import datasets
+from torchvision.transforms.v2 import functional as TF
 
-# ---- the constants: edit them here, or override them: python basic_gan.py --name=value ----
+# %% the constants: edit them here, or override them: python basic_gan.py --name=value
 epochs = 40                # passes over the 60k training images (5 to 10 min on a 2-core CPU)
 batch_size = 128           # images per step
 lr = 4e-4                  # Adam learning rate, for G and D
@@ -67,13 +55,9 @@ sample = 0                 # >0: train nothing, draw this many digits from out_d
 
 # The constants as written: every main() call starts from them, then applies its command line.
 DEFAULTS = {k: v for k, v in globals().items()
-            if not k.startswith("_") and type(v) in (bool, int, float, str, tuple)}
+            if k.islower() and not k.startswith("_") and type(v) in (bool, int, float, str, tuple)}
 
-def fail(message, code=2):  # one clear line instead of a traceback (and on a line of its own)
-    tqdm.write(f"basic_gan.py: error: {message}", file=sys.stderr)
-    raise SystemExit(code)
-
-# ---- show(): a grid of images, inline in a notebook, in a window on a desktop, else a PNG ----
+# %% show(): a grid of images, inline in a notebook, in a window on a desktop, else a PNG file
 def grid(images, nrow=8):
     """Images in [-1, 1], in any layout, as one picture in [0, 1]."""
     images = images.detach().float().cpu().view(-1, channels, image_size, image_size)
@@ -90,124 +74,15 @@ def show(images, title, step=0):
     if "inline" in backend:
         plt.show()
     else:
-        png = Path(out_dir) / f"{title}_step{step:06d}.png"
-        with writing(png):
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            fig.savefig(png, bbox_inches="tight")
+        save_figure(fig, Path(out_dir) / f"{title}_step{step:06d}.png")
     plt.close(fig)
 
-# ---- data: decoded once into one uint8 tensor; each epoch a fresh order of batches ----
-def read_idx(path):
-    """An IDX file (.gz or not) as a uint8 tensor. IDX: a magic number, the sizes, the bytes."""
-    try:
-        with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        fail(f"{path} is unreadable or corrupt ({e})")
-    magic = int.from_bytes(raw[:4], "big")
-    if magic not in (2049, 2051):
-        fail(f"{path} is not an IDX file: magic number {magic}, expected 2049 or 2051")
-    ndim = magic - 2048
-    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    expected = 4 + 4 * ndim + math.prod(shape)
-    if len(raw) != expected:
-        fail(f"{path} is truncated or corrupt: {len(raw)} bytes, its header says {expected}")
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=4 + 4 * ndim).view(shape)
-
-def find_idx(folder, split="train", kind="images"):
-    """The IDX file of one split in a folder that holds the files directly, or None."""
-    prefix = "t10k" if split == "test" else "train"
-    name = f"{prefix}-{kind}-idx{1 if kind == 'labels' else 3}-ubyte"
-    return next((p for p in (Path(folder, name), Path(folder, name + ".gz")) if p.is_file()), None)
-
+# %% data: the training images decoded once into one uint8 tensor, batched by a DataLoader
 def load_images(split="train"):
     """The images of one split as one uint8 tensor N x channels x image_size x image_size."""
     if dataset == "folder":
-        return load_folder(Path(data_dir))
-    digits = load_digits(split)
-    check_memory(len(digits))
-    return fit(digits.unsqueeze(1))  # 28 x 28 gray, or as image_size and channels ask
-
-def load_digits(split="train"):
-    """MNIST's or Fashion-MNIST's 28 x 28 images, from data_dir or torchvision's download."""
-    if find_idx(data_dir, split):  # a folder of IDX files, e.g. /usr/share/datasets/fashion-mnist
-        return read_idx(find_idx(data_dir, split))
-    raw = Path(data_dir) / dataset / "raw"
-    made = [d for d in (Path(data_dir), raw.parent, raw) if not d.exists()]
-    try:  # torchvision's own loader: mirrors, md5 checks, parsing
-        ds = getattr(datasets, dataset)(data_dir, train=split == "train", download=True)
-    except Exception as e:
-        for d in reversed(made):  # leave no empty folders behind
-            if d.is_dir() and not any(d.iterdir()):
-                d.rmdir()
-        reason = str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__
-        fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put "
-             f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
-             f"and t10k-labels-idx1-ubyte.gz in {raw}/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
-    return ds.data
-
-PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")  # what decode_image reads
-
-def load_folder(folder):
-    """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
-    if not folder.is_dir():
-        fail(f"data_dir {folder} does not exist: point --data_dir at a folder of pictures")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PICTURES and p.is_file())
-    if not paths:
-        fail(f"{folder} holds no pictures ({', '.join(PICTURES)}), in it or in its subfolders")
-    check_memory(len(paths))
-    images, broken = [], []
-    for path in tqdm(paths, desc=f"decoding {len(paths)} pictures", leave=False):
-        try:
-            image = decode_image(str(path))  # C x H x W, or frames x C x H x W for a GIF
-        except (RuntimeError, ValueError, OSError) as e:  # not a picture after all, or broken
-            broken.append(f"{path} ({str(e).strip().splitlines()[-1][:80]})")
-            continue
-        images.append(fit(image.view(-1, *image.shape[-3:])[:1]))
-    if len(broken) == len(paths):
-        fail(f"none of the {len(paths)} pictures in {folder} could be read; the first: {broken[0]}")
-    if broken:
-        tqdm.write(f"basic_gan.py: warning: skipped {len(broken)} unreadable pictures of "
-                   f"{len(paths)}; the first: {broken[0]}", file=sys.stderr)
-    return torch.cat(images)
-
-def fit(images):
-    """uint8 images N x C x H x W as N x channels x image_size x image_size: transparency on white,
-    colour to gray or gray to colour, the centre square, resized with antialiasing."""
-    if images.shape[1] in (2, 4):  # with alpha: composite onto white, as a viewer shows them
-        alpha = images[:, -1:].float() / 255
-        images = (images[:, :-1] * alpha + 255 * (1 - alpha)).round().to(torch.uint8)
-    if images.shape[1] != channels:
-        images = images.expand(-1, 3, -1, -1) if channels == 3 else rgb_to_grayscale(images)
-    side = min(images.shape[-2:])
-    images = center_crop(images, [side, side])
-    if side != image_size:
-        images = resize(images, [image_size, image_size], antialias=True)
-    return images.contiguous()
-
-def check_memory(count):
-    """Refuse, before decoding, a folder that would not fit in half the memory available."""
-    need, free = count * channels * image_size ** 2, available_memory()
-    if need > free / 2:
-        fits = int((free / 2 / count / channels) ** 0.5)
-        fail(f"{count} images of {channels} x {image_size} x {image_size} need {need / 1e9:.1f} "
-             f"GB, more than half the {free / 1e9:.1f} GB available: try --image_size={fits}")
-
-def available_memory():
-    with contextlib.suppress(OSError, TypeError):
-        return int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    return math.inf
-
-def training_images(dev):
-    """The training images on the device, and what a checkpoint records of them."""
-    images = load_images("train")
-    if len(images) < batch_size:
-        fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
-             f"{batch_size}: set --batch_size to at most {len(images)}")
-    data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
-    return images.to(dev), data  # 47 MB as uint8; on a GPU it stays there
+        return load_folder(Path(data_dir))  # every picture under data_dir, read with Pillow
+    return fit(load_digits(split).unsqueeze(1))  # 28 x 28 gray, or as image_size and channels ask
 
 def epoch_batches(num_images, epoch):
     """The image indices of each batch of an epoch, shuffled by a generator seeded with (seed,
@@ -215,11 +90,19 @@ def epoch_batches(num_images, epoch):
     order = torch.randperm(num_images, generator=torch.Generator().manual_seed(hash((seed, epoch))))
     return order[: num_images // batch_size * batch_size].view(-1, batch_size)
 
+def make_dataloader(images, epoch, start=0):
+    """One epoch of real images from batch `start` on. The sampler hands the DataLoader a whole
+    batch of indices at a time (batch_size=None): one gather a batch, no Python per image."""
+    batches = epoch_batches(len(images), epoch)[start:].to(images.device)
+    # A generator of its own: DataLoader draws a seed from it, not from the one z comes from.
+    return DataLoader(TensorDataset(images), sampler=batches, batch_size=None,
+                      generator=torch.Generator())
+
 def to_model_range(batch):
     """uint8 pixels in [0, 255] to flat float images in [-1, 1], the range of G's tanh."""
     return batch.flatten(1).float().div(127.5).sub(1)
 
-# ---- models: the seed course's MLPs ----
+# %% models: the seed course's MLPs
 class Generator(nn.Module):
     def __init__(self, z_dim, widths, pixels=28 * 28):  # pixels: channels x image_size x image_size
         super().__init__()
@@ -259,8 +142,8 @@ def make_ema(G):
     # use_buffers: BatchNorm's running statistics are averaged too, so it samples in eval mode.
     return AveragedModel(G, multi_avg_fn=ema_update, use_buffers=True).requires_grad_(False)
 
-# ---- one training step: D learns real from fake, then G learns to fool D ----
-criterion = nn.BCEWithLogitsLoss()
+# %% one training step: D learns to tell real from fake, then G learns to fool D
+criterion = nn.BCEWithLogitsLoss()  # BCE on D's logit: -log D(x) for a label 1, -log(1 - D(x)) for 0
 
 def r1_penalty(real, real_logits):
     # R1 (Mescheder et al. 2018): a D that is flat around real digits cannot push G into one mode.
@@ -268,11 +151,16 @@ def r1_penalty(real, real_logits):
     return r1_gamma / 2 * grad.square().sum(1).mean()
 
 def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
+    # What to watch: D(x) and D(G(z)), D's mean belief that real and fake digits are real. Healthy:
+    # D(x) falls from near 1 to about 0.6-0.8, D(G(z)) rises from near 0 to about 0.2-0.4, and
+    # both wobble. D wins outright when D(x) -> 1 and D(G(z)) -> 0 for good: G's loss climbs and
+    # the fakes stop improving. G collapses when the fake grid shows the same digit over and over.
     z = torch.randn(len(real), z_dim, device=real.device)
     use_r1 = r1_gamma > 0 and step % r1_every == 0
     real.requires_grad_(use_r1)
+    # (1) Update D to maximize log D(x) + log(1 - D(G(z))): call real digits real, fakes fake.
     with autocast():
-        fake = G(z)  # one G forward serves both steps: detached for D, attached for G
+        fake = G(z)  # one G forward serves both updates: detached for D, attached for G
         real_logits, fake_logits = D(real), D(fake.detach())
         d_loss = (criterion(real_logits, torch.ones_like(real_logits))
                   + criterion(fake_logits, torch.zeros_like(fake_logits)))
@@ -281,18 +169,18 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
-
-    D.requires_grad_(False)  # G's step needs gradients through D, not for D's weights
+    # (2) Update G to maximize log D(G(z)): make D call the fakes real. (Minimizing
+    # log(1 - D(G(z))) instead, as the minimax game reads, gives G no gradient while D wins.)
+    D.requires_grad_(False)  # G's update needs gradients through D, not for D's weights
     with autocast():
         g_logits = D(fake)
-        g_loss = criterion(g_logits, torch.ones_like(g_logits))  # non-saturating: max log D(G(z))
+        g_loss = criterion(g_logits, torch.ones_like(g_logits))
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
     D.requires_grad_(True)
     if G_ema is not None:
         G_ema.update_parameters(G)
-    # D(x) and D(G(z)) are D's mean belief that real and fake digits are real.
     d_real, d_fake = real_logits.sigmoid().mean(), fake_logits.sigmoid().mean()
     stats = torch.stack([d_loss, g_loss, d_real, d_fake]).detach().float().tolist()  # the one sync
     return dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), stats))
@@ -301,7 +189,168 @@ def lr_at(step, total_steps):
     """lr, constant at first, then falling linearly to 0 over the last lr_decay of training."""
     return lr * min(1.0, (total_steps - step) / (lr_decay * total_steps)) if lr_decay > 0 else lr
 
-# ---- the training loop, and what it needs: device, precision, models, optimizers ----
+# %% the training loop: for each epoch, for each batch, one step; a report every info_step
+def train(checkpoint=None):
+    with training_run(checkpoint) as (images, models, run, writer):  # all set up, see below
+        G, D, G_ema, opt_g, opt_d = models
+        for epoch in range(run["step"] // run["steps_per_epoch"], epochs):
+            done = run["step"] - epoch * run["steps_per_epoch"]  # > 0 where a resume lands mid-epoch
+            bar = tqdm(make_dataloader(images, epoch, start=done), desc=f"epoch {epoch + 1}/{epochs}",
+                       initial=done, total=run["steps_per_epoch"], leave=False)
+            for (batch,) in bar:
+                for group in opt_g.param_groups + opt_d.param_groups:
+                    group["lr"] = lr_at(run["step"], run["total_steps"])
+                real = to_model_range(batch)
+                stats = train_step(G, D, G_ema, opt_g, opt_d, real, run["step"], run["autocast"])
+                run["step"] += 1
+                check_finite(stats, run["step"])
+                bar.set_postfix(D=f"{stats['d_loss']:.3f}", G=f"{stats['g_loss']:.3f}", refresh=0)
+                run["recent"].append(stats)
+                if run["step"] % info_step == 0:
+                    report(run, writer, G_ema or G, real, opt_g.param_groups[0]["lr"])
+                if STOP or run["step"] == run["last_step"]:
+                    break
+            bar.close()
+            if end_of_epoch(models, run, writer):  # saves; True when the run stops here
+                break
+    finish(run, G_ema or G)
+    return G, D, G_ema
+
+def report(run, writer, G, real, lr_now):
+    """Every info_step: the mean losses and D's beliefs since the last report, and both grids."""
+    mean = {k: sum(s[k] for s in run["recent"]) / len(run["recent"]) for k in run["recent"][0]}
+    run["recent"], images_per_s = [], log_scalars(run, writer, mean, lr_now)
+    tqdm.write(f"step {run['step']}: G loss {mean['g_loss']:.4f}, D loss {mean['d_loss']:.4f}, "
+               f"D(x) {mean['d_real']:.2f}, D(G(z)) {mean['d_fake']:.2f}, {images_per_s:.0f} img/s")
+    fake = generate(G, run["fixed_noise"])  # the same noise each time: the grids show G learning
+    run["progress"].append(fake[:8].cpu())  # a row for the progress strip at the end
+    for tag, images in (("fake", fake), ("real", real[:64])):
+        show(images, tag, run["step"])
+        writer.add_image(f"images/{tag}", grid(images), run["step"])
+
+# %% saving the weights (after every epoch, so also at the end), and drawing new digits
+def save_models(G, D, G_ema):
+    # The generator file holds the averaged weights: they draw the better digits.
+    best_g = G_ema.module if G_ema is not None else G
+    for name, model in (("generator.pth", best_g), ("discriminator.pth", D)):
+        atomic_save({"state_dict": model.state_dict(), "config": config()}, Path(out_dir) / name)
+
+@torch.no_grad()
+def generate(G, noise):
+    training = G.training
+    images = G.eval()(noise).float()  # BatchNorm's running statistics: a digit is not its batch's
+    G.train(training)
+    return images
+
+def sample_digits(n):
+    """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples.png and more."""
+    G = load_generator(Path(out_dir) / "generator.pth")
+    torch.manual_seed(seed)
+    images = torch.empty(n, channels, image_size, image_size)
+    for chunk in images.split(10_000):  # a chunk at a time, so G's activations stay small
+        chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim)).view_as(chunk) + 1) / 2)
+    save_samples(images, G)
+
+# %% ==== plumbing a learner need not read: run set-up, files, checkpoints, command line, checks ====
+STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
+
+@contextlib.contextmanager
+def training_run(checkpoint):
+    """All around the loop: one run per folder, the device, data and models, a new or a resumed
+    run, TensorBoard, Ctrl-C that saves, and a failed write that ends in one line."""
+    with only_this_run_in(Path(out_dir)), writing(Path(out_dir) / "runs"):
+        dev = pick_device()
+        prec = pick_precision(dev)
+        torch.manual_seed(seed)
+        torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
+        images, data = training_images(dev)
+        models = build(dev)
+        run = restore(checkpoint, models, dev, data, prec) if checkpoint else new_run(dev, data, prec)
+        run.update(plan(len(images)), timer=(time.perf_counter(), run["step"]),
+                   autocast=lambda: torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16"))
+        cpu = f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else "MPS"
+        print(f"training on {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else cpu} in "
+              f"{prec}: {epochs} epochs of {run['steps_per_epoch']} steps")
+        STOP.clear()
+        stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum))
+                 for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            with open_writer(run) as writer:
+                yield images, models, run, writer
+        finally:
+            for s, handler in stops.items():
+                signal.signal(s, handler)
+
+def plan(num_images):
+    """Steps per epoch, the steps the lr schedule spans, and where this command stops."""
+    total = epochs * (num_images // batch_size)
+    return {"steps_per_epoch": num_images // batch_size, "total_steps": total,
+            "last_step": min(total, max_steps or total)}
+
+def end_of_epoch(models, run, writer):
+    """Save the checkpoint and the weights; stop on Ctrl-C. True when the run is done."""
+    save_checkpoint(models, run)
+    save_models(*models[:3])
+    writer.flush()
+    if STOP:
+        print(f"\nstopped at step {run['step']}, checkpoint saved. Continue with: "
+              f"{resume_command()}", file=sys.stderr)
+        raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
+    return run["step"] == run["last_step"]
+
+def resume_command():
+    return f"python basic_gan.py --resume --out_dir={shlex.quote(out_dir)}"
+
+def check_finite(stats, step):
+    if not math.isfinite(stats["d_loss"] + stats["g_loss"]):  # checked before any save
+        fail(f"step {step}: the loss is not finite ({stats}); stopped. {checkpoint_left()}", code=1)
+
+def log_scalars(run, writer, mean, lr_now):
+    """The report's numbers to TensorBoard; images/s counts this process's steps only."""
+    images_per_s = ((run["step"] - run["timer"][1]) * batch_size
+                    / (time.perf_counter() - run["timer"][0]))
+    run["timer"] = (time.perf_counter(), run["step"])
+    run["history"].append((run["step"], mean["g_loss"], mean["d_loss"]))
+    for name, value in {**mean, "lr": lr_now, "images_per_s": images_per_s}.items():
+        writer.add_scalar(("losses/" if "loss" in name else "charts/") + name, value, run["step"])
+    return images_per_s
+
+def finish(run, G):
+    """The end of training: a last grid, the digits forming row by row, and the loss curve."""
+    show(generate(G, run["fixed_noise"]), "fake", run["step"])
+    if run["progress"]:
+        rows = torch.stack(run["progress"])
+        rows = rows[torch.linspace(0, len(rows) - 1, min(len(rows), 10)).round().long()]
+        with writing(Path(out_dir) / "progress.png"):
+            save_image(grid(rows), Path(out_dir) / "progress.png")
+    if run["history"]:
+        steps, g, d = zip(*run["history"])
+        fig = plt.figure(figsize=(6, 3))
+        plt.plot(steps, g, steps, d)
+        plt.xlabel("step"), plt.legend(["G loss", "D loss"]), plt.tight_layout()
+        save_figure(fig, Path(out_dir) / "losses.png")
+        plt.close(fig)
+    print(f"saved {Path(out_dir) / 'generator.pth'} and {Path(out_dir) / 'discriminator.pth'}")
+
+def save_figure(fig, path):
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, bbox_inches="tight")
+
+def save_samples(images, G):
+    """samples.pt for tools, samples.png (at most 16 x 16) for a person, and interpolation.png: lines
+    through the noise space. Smooth changes mean G learned digits, not a list of memorized ones."""
+    out, preview = Path(out_dir), images[:256]
+    atomic_save(images, out / "samples.pt")
+    with writing(out / "samples.png"):
+        save_image(preview, out / "samples.png", nrow=math.ceil(len(preview) ** 0.5))
+    ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
+    line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim))
+    with writing(out / "interpolation.png"):
+        save_image(grid(line, nrow=10), out / "interpolation.png")
+    print(f"wrote {len(images)} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB), "
+          f"the first {len(preview)} to samples.png, and interpolation.png")
+
 def pick_device():
     mps = torch.backends.mps.is_available()
     auto = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
@@ -330,158 +379,6 @@ def new_run(dev, data, prec):
             "fixed_noise": torch.randn(64, z_dim, device=dev),  # the same noise every grid
             "recent": [], "history": [], "progress": []}  # stats of each step since the last report
 
-STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
-
-def train(checkpoint=None):
-    dev = pick_device()
-    prec = pick_precision(dev)
-    torch.manual_seed(seed)
-    torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
-    images, data = training_images(dev)
-    steps_per_epoch = len(images) // batch_size
-    total_steps = epochs * steps_per_epoch  # what the lr schedule spans; max_steps may stop sooner
-    last_step = min(total_steps, max_steps or total_steps)
-    G, D, G_ema, opt_g, opt_d = parts = build(dev)
-    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
-    run = restore(checkpoint, parts, dev, data, prec) if checkpoint else new_run(dev, data, prec)
-    if run["step"] >= last_step:  # a resumed run with nothing left to train writes nothing
-        say_nothing_left(run["step"], steps_per_epoch)
-        return G, D, G_ema
-    print(f"training on {describe(dev)} in {prec}: {epochs} epochs of {steps_per_epoch} steps")
-    run["timer"] = (time.perf_counter(), run["step"])  # img/s counts this process's steps only
-    with (only_this_run_in(Path(out_dir)), writing(Path(out_dir) / "runs"),  # the first writes
-          open_writer(run) as writer, signals_stop_the_loop()):
-        for epoch in range(run["step"] // steps_per_epoch, epochs):
-            done = run["step"] - epoch * steps_per_epoch  # > 0 where a resume lands mid-epoch
-            batches = epoch_batches(len(images), epoch)[done:].to(dev)  # one copy an epoch
-            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{epochs}",
-                       initial=done, total=steps_per_epoch, leave=False)
-            for batch in bar:
-                for group in opt_g.param_groups + opt_d.param_groups:
-                    group["lr"] = lr_at(run["step"], total_steps)
-                real = to_model_range(images[batch])
-                stats = train_step(G, D, G_ema, opt_g, opt_d, real, run["step"], autocast)
-                run["step"] += 1
-                if not math.isfinite(stats["d_loss"] + stats["g_loss"]):  # checked before any save
-                    fail(f"step {run['step']}: the loss is not finite ({stats}); stopped. The last "
-                         f"good checkpoint is {Path(out_dir) / 'checkpoint.pt'}", code=1)
-                bar.set_postfix(D=f"{stats['d_loss']:.3f}", G=f"{stats['g_loss']:.3f}", refresh=0)
-                run["recent"].append(stats)
-                if run["step"] % info_step == 0:
-                    report(run, writer, G_ema or G, real, opt_g.param_groups[0]["lr"])
-                if STOP or run["step"] == last_step:
-                    break
-            bar.close()
-            save_checkpoint(parts, run)
-            save_models(G, D, G_ema)
-            writer.flush()
-            if STOP:
-                print(f"\nstopped at step {run['step']}, checkpoint saved. Continue with: python "
-                      f"basic_gan.py --resume --out_dir={shlex.quote(out_dir)}", file=sys.stderr)
-                raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
-            if run["step"] == last_step:
-                break
-    finish(run, G_ema or G)
-    return G, D, G_ema
-
-def report(run, writer, G, real, lr_now):
-    """Every info_step: mean step stats since the last report, the grids, and TensorBoard."""
-    step, recent = run["step"], run["recent"]
-    mean = {k: sum(s[k] for s in recent) / len(recent) for k in recent[0]}
-    run["recent"] = []
-    run["history"].append((step, mean["g_loss"], mean["d_loss"]))
-    images_per_s = (step - run["timer"][1]) * batch_size / (time.perf_counter() - run["timer"][0])
-    run["timer"] = (time.perf_counter(), step)
-    tqdm.write(f"step {step}: G loss {mean['g_loss']:.4f}, D loss {mean['d_loss']:.4f}, "
-               f"D(x) {mean['d_real']:.2f}, D(G(z)) {mean['d_fake']:.2f}, {images_per_s:.0f} img/s")
-    for name, value in {**mean, "lr": lr_now, "images_per_s": images_per_s}.items():
-        writer.add_scalar(("losses/" if "loss" in name else "charts/") + name, value, step)
-    fake = generate(G, run["fixed_noise"])
-    run["progress"].append(fake[:8].cpu())  # a row for the progress strip at the end
-    for tag, images in (("fake", fake), ("real", real[:64])):
-        show(images, tag, step)
-        writer.add_image(f"images/{tag}", grid(images), step)
-
-@torch.no_grad()
-def generate(G, noise):
-    training = G.training
-    images = G.eval()(noise).float()  # BatchNorm's running statistics: a digit is not its batch's
-    G.train(training)
-    return images
-
-def finish(run, G):
-    """The end of training: a last grid, the digits forming row by row, and the loss curve."""
-    show(generate(G, run["fixed_noise"]), "fake", run["step"])
-    if run["progress"]:
-        rows = torch.stack(run["progress"])
-        rows = rows[torch.linspace(0, len(rows) - 1, min(len(rows), 10)).round().long()]
-        with writing(Path(out_dir) / "progress.png"):
-            save_image(grid(rows), Path(out_dir) / "progress.png")
-    if run["history"]:
-        steps, g, d = zip(*run["history"])
-        fig = plt.figure(figsize=(6, 3))
-        plt.plot(steps, g, steps, d)
-        plt.xlabel("step"), plt.legend(["G loss", "D loss"]), plt.tight_layout()
-        with writing(Path(out_dir) / "losses.png"):
-            fig.savefig(Path(out_dir) / "losses.png")
-        plt.close(fig)
-    print(f"saved {Path(out_dir) / 'generator.pth'} and {Path(out_dir) / 'discriminator.pth'}")
-
-# ---- saving the weights (after every epoch, so also at the end), and drawing from them ----
-def save_models(G, D, G_ema):
-    # The generator file holds the averaged weights: they draw the better digits.
-    best_g = G_ema.module if G_ema is not None else G
-    for name, model in (("generator.pth", best_g), ("discriminator.pth", D)):
-        atomic_save({"state_dict": model.state_dict(), "config": config()}, Path(out_dir) / name)
-
-def load_generator(path):
-    """A Generator rebuilt from a generator.pth, which holds its own widths."""
-    saved = load(path, "generator")
-    try:
-        shape = {k: saved["config"].get(k, DEFAULTS[k]) for k in ("channels", "image_size")}
-        pixels = shape["channels"] * shape["image_size"] ** 2
-        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels)
-        G.load_state_dict(saved["state_dict"])
-        globals().update(shape)  # the grids and samples follow the generator's own shape
-    except (RuntimeError, KeyError, TypeError) as e:
-        fail(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})")
-    return G
-
-def sample_digits(n):
-    """n digits from out_dir/generator.pth in samples.pt, a preview, and interpolations."""
-    G, out = load_generator(Path(out_dir) / "generator.pth"), Path(out_dir)
-    torch.manual_seed(seed)
-    images = torch.empty(n, channels, image_size, image_size)
-    for chunk in images.split(10_000):  # a chunk at a time, so G's activations stay small
-        digits = generate(G, torch.randn(len(chunk), G.z_dim)).view_as(chunk)
-        chunk.copy_((digits + 1) / 2)  # [0, 1], as scorers expect
-    atomic_save(images, out / "samples.pt")
-    preview = images[:256]  # at most 16 x 16: what a person can look at
-    with writing(out / "samples.png"):
-        save_image(preview, out / "samples.png", nrow=math.ceil(len(preview) ** 0.5))
-    # Straight lines between random points of the noise space: smooth changes mean G learned a
-    # space of digits rather than a lookup table of memorized ones.
-    ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
-    line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim))
-    with writing(out / "interpolation.png"):
-        save_image(grid(line, nrow=10), out / "interpolation.png")
-    print(f"wrote {n} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB), the first "
-          f"{len(preview)} to samples.png, and interpolation.png")
-    return images
-
-# ==== plumbing a learner need not read: the loop's helpers, checkpoints, command line, checks ====
-def say_nothing_left(step, steps_per_epoch):
-    """A resumed run that has trained all it was asked to says so, and trains nothing."""
-    if max_steps and step >= max_steps:
-        return print(f"{out_dir} is at step {step}: --max_steps={max_steps} leaves nothing to do")
-    print(f"{out_dir} has finished its {epochs} epochs ({step} steps). To train it longer: python "
-          f"basic_gan.py --resume --out_dir={shlex.quote(out_dir)} --epochs={2 * epochs}")
-
-def describe(dev):
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
-    return f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else "MPS"
-
 def open_writer(run):
     """TensorBoard's writer for this run; a resumed run appends to its own folder."""
     writer = SummaryWriter(Path(out_dir) / "runs" / run["run_name"])
@@ -490,17 +387,131 @@ def open_writer(run):
         writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + table)
     return writer
 
-@contextlib.contextmanager
-def signals_stop_the_loop():
-    """Ctrl-C and SIGTERM set STOP, so the loop can save between two steps; restored afterwards."""
-    STOP.clear()
-    handlers = {s: signal.signal(s, lambda signum, frame: STOP.append(signum))
-                for s in (signal.SIGINT, signal.SIGTERM)}
+# ---- the data's file formats: IDX files, torchvision's download, folders of pictures ----
+def read_idx(path):
+    """An IDX file (.gz or not) as a uint8 tensor. IDX: a magic number, the sizes, the bytes."""
     try:
-        yield
-    finally:
-        for s, handler in handlers.items():
-            signal.signal(s, handler)
+        with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        fail(f"{path} is unreadable or corrupt ({e})")
+    magic = int.from_bytes(raw[:4], "big")
+    if magic not in (2049, 2051):
+        fail(f"{path} is not an IDX file: magic number {magic}, expected 2049 or 2051")
+    ndim = magic - 2048
+    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    expected = 4 + 4 * ndim + math.prod(shape)
+    if len(raw) != expected:
+        fail(f"{path} is truncated or corrupt: {len(raw)} bytes, its header says {expected}")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=4 + 4 * ndim).view(shape)
+
+def find_idx(folder, split="train", kind="images"):
+    """The IDX file of one split in a folder that holds the files directly, or None."""
+    prefix = "t10k" if split == "test" else "train"
+    name = f"{prefix}-{kind}-idx{1 if kind == 'labels' else 3}-ubyte"
+    return next((p for p in (Path(folder, name), Path(folder, name + ".gz")) if p.is_file()), None)
+
+def load_digits(split="train"):
+    """MNIST's or Fashion-MNIST's 28 x 28 images, from data_dir or torchvision's download."""
+    if find_idx(data_dir, split):  # a folder of IDX files, e.g. /usr/share/datasets/fashion-mnist
+        return read_idx(find_idx(data_dir, split))
+    raw = Path(data_dir) / dataset / "raw"
+    made = [d for d in (Path(data_dir), raw.parent, raw) if not d.exists()]
+    try:  # torchvision's own loader: mirrors, md5 checks, parsing
+        ds = getattr(datasets, dataset)(data_dir, train=split == "train", download=True)
+    except Exception as e:
+        for d in reversed(made):  # leave no empty folders behind
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
+        reason = str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__
+        fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put "
+             f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
+             f"and t10k-labels-idx1-ubyte.gz in {raw}/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
+    check_memory(len(ds.data))
+    return ds.data
+
+PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")  # what Pillow reads, by extension
+
+def load_folder(folder):
+    """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
+    if not folder.is_dir():
+        fail(f"data_dir {folder} does not exist: point --data_dir at a folder of pictures")
+    paths = sorted(Path(root, name) for root, _, names in os.walk(folder, followlinks=True)
+                   for name in names if Path(name).suffix.lower() in PICTURES)
+    if not paths:
+        fail(f"{folder} holds no pictures ({', '.join(PICTURES)}), in it or in its subfolders")
+    check_memory(len(paths))
+    images, broken = [], []
+    for path in tqdm(paths, desc=f"decoding {len(paths)} pictures", leave=False):
+        try:
+            images.append(fit(read_picture(path)[None]))
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            broken.append(f"{path} ({why_unreadable(e)})")
+    if len(broken) == len(paths):
+        fail(f"none of the {len(paths)} pictures in {folder} could be read; the first: {broken[0]}")
+    if broken:
+        tqdm.write(f"basic_gan.py: warning: skipped {len(broken)} unreadable pictures of "
+                   f"{len(paths)}; the first: {broken[0]}", file=sys.stderr)
+    return torch.cat(images)
+
+def read_picture(path):
+    """A picture as an image viewer shows it, as uint8 C x H x W (C: 1 gray, 3 colour): the first
+    frame, turned upright by its EXIF tag, palette looked up, 16 bits scaled, alpha on white."""
+    with Image.open(path) as image:
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16 or 32 bits a pixel: to 8
+            image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+        if "A" in image.mode or "transparency" in image.info:
+            white = Image.new("RGBA", image.size, "white")
+            image = Image.alpha_composite(white, image.convert("RGBA"))
+        image = image.convert("L" if image.mode in ("1", "L", "LA") else "RGB")
+        pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+        return pixels.view(image.height, image.width, -1).permute(2, 0, 1)
+
+def why_unreadable(e):  # in words, not a library's message
+    words = {PermissionError: "permission denied", UnidentifiedImageError: "not a picture"}
+    said = next((w for kind, w in words.items() if isinstance(e, kind)), None)
+    return said or ("truncated" if "truncated" in str(e) else str(e).strip()[:80] or repr(e))
+
+def fit(images):
+    """uint8 images N x C x H x W (C: 1 or 3) as N x channels x image_size x image_size: colour
+    to gray or gray to colour, the centre square, resized with antialiasing."""
+    if images.shape[1] != channels:
+        images = images.expand(-1, 3, -1, -1) if channels == 3 else TF.rgb_to_grayscale(images)
+    side = min(images.shape[-2:])
+    images = TF.center_crop(images, [side, side])
+    if side != image_size:
+        images = TF.resize(images, [image_size, image_size], antialias=True)
+    return images.contiguous()
+
+def check_memory(count):
+    """Refuse, before decoding, a set that would not fit in half the memory available."""
+    need, free = count * channels * image_size ** 2, available_memory()
+    if need > free / 2:
+        fits = int((free / 2 / count / channels) ** 0.5)
+        fail(f"{count} images of {channels} x {image_size} x {image_size} need {need / 1e9:.1f} "
+             f"GB, more than half the {free / 1e9:.1f} GB available: try --image_size={fits}")
+
+def available_memory():
+    with contextlib.suppress(OSError, TypeError):  # Linux; elsewhere all of it
+        return int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    return math.inf
+
+def training_images(dev):
+    """The training images on the device, and what a checkpoint records of them."""
+    images = load_images("train")
+    if len(images) < batch_size:
+        fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
+             f"{batch_size}: set --batch_size to at most {len(images)}")
+    data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
+    return images.to(dev), data  # 47 MB as uint8; on a GPU it stays there
+
+# ---- files: written whole or not at all, one run per folder, checkpoints ----
+def fail(message, code=2):  # one clear line instead of a traceback (and on a line of its own)
+    tqdm.write(f"basic_gan.py: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
 
 def config():
     return {k: globals()[k] for k in DEFAULTS}
@@ -542,6 +553,11 @@ def checkpoint_left():
 def only_this_run_in(folder):
     """A second run in the same folder would mix two runs' files: it is refused at start. The OS
     lock dies with its process, so a crashed or killed run leaves none behind."""
+    try:
+        import fcntl  # the lock that keeps two runs out of one folder; Windows has none
+    except ImportError:
+        fcntl = None
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a+") as lock:
         try:
@@ -556,7 +572,14 @@ def only_this_run_in(folder):
         lock.flush()
         for tmp in folder.glob("*.tmp"):  # a hard kill mid-save left it; its file is whole
             tmp.unlink()
-        yield
+        try:
+            yield
+        except BaseException:  # bad data, say: a folder this run made and left empty goes again
+            if made and os.listdir(folder) == [".lock"]:
+                (folder / ".lock").unlink()
+                for p in made:
+                    p.rmdir()
+            raise
 
 def load(path, what):
     if not Path(path).is_file():
@@ -567,13 +590,27 @@ def load(path, what):
         fail(f"{path} is corrupt or not a basic_gan {what} ({type(e).__name__}); "
              f"delete it or set --out_dir")
 
+def load_generator(path):
+    """A Generator rebuilt from a generator.pth, which holds its own widths."""
+    saved = load(path, "generator")
+    try:
+        shape = {k: saved["config"].get(k, DEFAULTS[k]) for k in ("channels", "image_size")}
+        pixels = shape["channels"] * shape["image_size"] ** 2
+        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels)
+        G.load_state_dict(saved["state_dict"])
+        globals().update(shape)  # the grids and samples follow the generator's own shape
+    except (RuntimeError, KeyError, TypeError) as e:
+        fail(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})")
+    return G
+
 CHECKPOINT_FORMAT = 2  # 2: the data order follows from (seed, epoch), so no data RNG is saved
 PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
+NOT_SAVED = ("timer", "autocast", "steps_per_epoch", "total_steps", "last_step")  # derived anew
 
 def save_checkpoint(parts, run):
     where = {"data_dir": str(Path(data_dir).absolute())}  # so a resume from another folder finds it
     atomic_save({"format": CHECKPOINT_FORMAT, "config": {**config(), **where},
-                 "run": {k: v for k, v in run.items() if k != "timer"},
+                 "run": {k: v for k, v in run.items() if k not in NOT_SAVED},
                  **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
                  "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
                 Path(out_dir) / "checkpoint.pt")
@@ -599,6 +636,18 @@ def restore_config(overrides):
     globals().update(overrides)
     return ckpt
 
+def nothing_left(checkpoint):
+    """A resumed run that has trained all it was asked to says so, and trains nothing."""
+    step, last = checkpoint["run"]["step"], plan(checkpoint["run"]["data"]["images"])["last_step"]
+    if step < last:
+        return False
+    if max_steps and step >= max_steps:
+        print(f"{out_dir} is at step {step}: --max_steps={max_steps} leaves nothing to do")
+    else:
+        print(f"{out_dir} has finished its {epochs} epochs ({step} steps). To train it longer: "
+              f"{resume_command()} --epochs={2 * epochs}")
+    return True
+
 def restore(ckpt, parts, dev, data, prec):
     """The run as the checkpoint left it: weights, optimizers, RNG and the loop's own state."""
     run = ckpt["run"]
@@ -617,10 +666,13 @@ def restore(ckpt, parts, dev, data, prec):
     print(f"resuming {run['run_name']} at step {run['step']}")
     return {**run, "fixed_noise": run["fixed_noise"].to(dev), "precision": prec}
 
+# ---- the command line, generated from the constants, and the checks of their values ----
 def parse_args(argv):
     """{name: value} of each constant the command line sets: --name=value or --name value."""
-    comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", Path(__file__).read_text(), re.M))
-    parser = argparse.ArgumentParser(usage="basic_gan.py [--name=value ...]", description=__doc__,
+    source = "".join(linecache.getlines(parse_args.__code__.co_filename))  # a file, or a cell
+    comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", source, re.M))
+    parser = argparse.ArgumentParser(usage="basic_gan.py [--name=value ...]",
+                                     description=ast.get_docstring(ast.parse(source)) or "",
                                      formatter_class=argparse.RawTextHelpFormatter,
                                      argument_default=argparse.SUPPRESS,  # only what is given
                                      allow_abbrev=False)  # so --epoch=3 is an error, not --epochs
@@ -661,25 +713,26 @@ def typed_like(default):
         raise argparse.ArgumentTypeError(message)
     return parse
 
+RULES = [  # (constants, a test each must pass, what it must be)
+    (("lr", "lr_decay", "r1_gamma", "beta1", "ema_decay"), math.isfinite, "a finite number"),
+    (("epochs", "batch_size", "z_dim", "info_step", "r1_every", "lr"), lambda v: v > 0, "> 0"),
+    (("max_steps", "sample", "r1_gamma"), lambda v: v >= 0, ">= 0"),
+    (("batch_size",), lambda v: v > 1, "at least 2: BatchNorm needs two images to normalize"),
+    (("seed",), lambda v: -2**63 <= v < 2**64, "in torch's range [-2**63, 2**64)"),
+    (("g_widths", "d_widths"), lambda v: v and min(v) > 0, "a non-empty tuple of widths > 0"),
+    (("beta1", "ema_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
+    (("lr_decay",), lambda v: 0 <= v <= 1, "in [0, 1] (a fraction of training)"),
+    (("device",), lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v),
+     "one of auto, cpu, cuda, mps"),
+    (("precision",), lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
+    (("dataset",), lambda v: v in ("MNIST", "FashionMNIST", "folder"),
+     "one of MNIST, FashionMNIST, folder"),
+    (("image_size",), lambda v: v >= 4, "at least 4 pixels"),
+    (("channels",), lambda v: v in (1, 3), "1 (gray) or 3 (colour)")]
+
 def check_config():
     """Impossible values, refused before any data or output is touched."""
-    rules = [  # (constants, a test each must pass, what it must be)
-        (("lr", "lr_decay", "r1_gamma", "beta1", "ema_decay"), math.isfinite, "a finite number"),
-        (("epochs", "batch_size", "z_dim", "info_step", "r1_every", "lr"), lambda v: v > 0, "> 0"),
-        (("max_steps", "sample", "r1_gamma"), lambda v: v >= 0, ">= 0"),
-        (("batch_size",), lambda v: v > 1, "at least 2: BatchNorm needs two images to normalize"),
-        (("seed",), lambda v: -2**63 <= v < 2**64, "in torch's range [-2**63, 2**64)"),
-        (("g_widths", "d_widths"), lambda v: v and min(v) > 0, "a non-empty tuple of widths > 0"),
-        (("beta1", "ema_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
-        (("lr_decay",), lambda v: 0 <= v <= 1, "in [0, 1] (a fraction of training)"),
-        (("device",), lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v),
-         "one of auto, cpu, cuda, mps"),
-        (("precision",), lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
-        (("dataset",), lambda v: v in ("MNIST", "FashionMNIST", "folder"),
-         "one of MNIST, FashionMNIST, folder"),
-        (("image_size",), lambda v: v >= 4, "at least 4 pixels"),
-        (("channels",), lambda v: v in (1, 3), "1 (gray) or 3 (colour)")]
-    for keys, ok, wanted in rules:
+    for keys, ok, wanted in RULES:
         for k in keys:
             if not ok(globals()[k]):
                 fail(f"{k} must be {wanted}, got {globals()[k]!r}")
@@ -694,28 +747,32 @@ def check_config():
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         fail(f"out_dir {out_dir!r} is not writable (checked {existing})")
 
+def command_line():
+    """The user's arguments where this file is the script being run (python, %run). Imported, or
+    pasted into a notebook cell, there are none: a kernel's sys.argv is its own, not the user's."""
+    script = globals().get("__file__")
+    return sys.argv[1:] if script and Path(sys.argv[0]).name == Path(script).name else []
+
 def main(argv=None):
     """Set the constants (as in this file, then a resumed run's, then the command line's), then
     sample or train. In a notebook an error is its one line, without SystemExit's traceback."""
     try:
-        overrides = parse_args(sys.argv[1:] if argv is None else argv)
+        overrides = parse_args(command_line() if argv is None else argv)
         for k in ("data_dir", "out_dir"):  # the shell leaves the ~ in --data_dir=~/data
             if k in overrides:
                 overrides[k] = os.path.expanduser(overrides[k])
         globals().update({**DEFAULTS, **overrides})
         checkpoint = restore_config(overrides) if resume and not sample else None
         check_config()
-        if not sample:
+        if sample:
+            return sample_digits(sample)  # None, so a notebook cell prints no tensor
+        if not (checkpoint and nothing_left(checkpoint)):
             return train(checkpoint)
-        sample_digits(sample)  # and no tensor returned, which a notebook cell would print
     except SystemExit:
-        if not in_notebook():
-            raise
-
-def in_notebook():
-    ipython = sys.modules.get("IPython")
-    return ipython is not None and ipython.get_ipython() is not None
+        if "IPython" not in sys.modules or sys.modules["IPython"].get_ipython() is None:
+            raise  # a script's exit code; a notebook shows the one line only
 
 
+# %% run it: python basic_gan.py, %run basic_gan.py, or this cell in a notebook
 if __name__ == "__main__":
     main()
