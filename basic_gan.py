@@ -8,9 +8,7 @@ story is in notebook cells (# %%); what a learner need not read is below the plu
     python basic_gan.py --help                list the constants
 """
 # %% imports
-import math
-import sys
-import time
+import math, sys, time  # noqa: E401
 from pathlib import Path
 
 import matplotlib
@@ -22,7 +20,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
-# for the plumbing below the story
 import argparse, ast, contextlib, difflib, gzip, io, linecache, os, re, shlex, signal, threading, zlib
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import datasets
@@ -54,8 +51,8 @@ resume = False             # continue from out_dir/checkpoint.pt
 sample = 0                 # >0: train nothing, draw this many digits from out_dir/generator.pth
 
 # The constants as written: every main() call starts from them, then applies its command line.
-DEFAULTS = {k: v for k, v in globals().items()
-            if k.islower() and not k.startswith("_") and type(v) in (bool, int, float, str, tuple)}
+DEFAULTS = {k: v for k, v in globals().items() if k.islower() and not k.startswith("_")
+            and type(v) in (bool, int, float, str, tuple, list, type(None))}
 
 # %% show(): a grid of images, inline in a notebook, in a window on a desktop, else a PNG file
 def grid(images, nrow=8):
@@ -84,18 +81,14 @@ def load_images(split="train"):
         return load_folder(Path(data_dir))  # every picture under data_dir, read with Pillow
     return fit(load_digits(split).unsqueeze(1))  # 28 x 28 gray, or as image_size and channels ask
 
-def epoch_batches(num_images, epoch):
-    """The image indices of each batch of an epoch, shuffled by a generator seeded with (seed,
-    epoch): a resumed epoch replays its order from two numbers. A last partial batch is dropped."""
-    order = torch.randperm(num_images, generator=torch.Generator().manual_seed(hash((seed, epoch))))
-    return order[: num_images // batch_size * batch_size].view(-1, batch_size)
-
 def make_dataloader(images, epoch, start=0):
-    """One epoch of real images from batch `start` on. The sampler hands the DataLoader a whole
-    batch of indices at a time (batch_size=None): one gather a batch, no Python per image."""
-    batches = epoch_batches(len(images), epoch)[start:].to(images.device)
-    # A generator of its own: DataLoader draws a seed from it, not from the one z comes from.
-    return DataLoader(TensorDataset(images), sampler=batches, batch_size=None,
+    """One epoch of batches, from batch `start` on, in an order shuffled by (seed, epoch): a resumed
+    epoch replays it from two numbers. The sampler hands the DataLoader a whole batch of indices at
+    a time (batch_size=None): one gather a batch, no Python per image. A last partial batch is
+    dropped. The generator is the DataLoader's own: it draws a seed, but not from z's."""
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(hash((seed, epoch))))
+    batches = order[: len(images) // batch_size * batch_size].view(-1, batch_size)[start:]
+    return DataLoader(TensorDataset(images), sampler=batches.to(images.device), batch_size=None,
                       generator=torch.Generator())
 
 def to_model_range(batch):
@@ -203,7 +196,9 @@ def train(checkpoint=None):
                 real = to_model_range(batch)
                 stats = train_step(G, D, G_ema, opt_g, opt_d, real, run["step"], run["autocast"])
                 run["step"] += 1
-                check_finite(stats, run["step"])
+                if not math.isfinite(stats["d_loss"] + stats["g_loss"]):  # before any save
+                    fail(f"step {run['step']}: the loss is not finite ({stats}). "
+                         f"{checkpoint_left()}", code=1)
                 bar.set_postfix(D=f"{stats['d_loss']:.3f}", G=f"{stats['g_loss']:.3f}", refresh=0)
                 run["recent"].append(stats)
                 if run["step"] % info_step == 0:
@@ -251,21 +246,27 @@ def sample_digits(n):
         chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim)).view_as(chunk) + 1) / 2)
     save_samples(images, G)
 
-# %% ==== plumbing a learner need not read: run set-up, files, checkpoints, command line, checks ====
+# %% ==== plumbing a learner need not read: set-up, files, checkpoints, command line, checks ====
 STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
 
 @contextlib.contextmanager
 def training_run(checkpoint):
-    """All around the loop: one run per folder, the device, data and models, a new or a resumed
-    run, TensorBoard, Ctrl-C that saves, and a failed write that ends in one line."""
+    """All around the loop: the lock, device, data, models, the run, TensorBoard, Ctrl-C, faults."""
     with only_this_run_in(Path(out_dir)), writing(Path(out_dir) / "runs"):
-        dev = pick_device()
-        prec = pick_precision(dev)
+        dev, prec = pick_device()
         torch.manual_seed(seed)
         torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
-        images, data = training_images(dev)
-        models = build(dev)
-        run = restore(checkpoint, models, dev, data, prec) if checkpoint else new_run(dev, data, prec)
+        images = load_images("train")
+        if len(images) < batch_size:
+            fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
+                 f"{batch_size}: set --batch_size to at most {len(images)}")
+        data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
+        images, models = images.to(dev), build(dev)  # 47 MB as uint8: on a GPU it stays there
+        run = restore(checkpoint, models, dev, data, prec) if checkpoint else {
+            "step": 0, "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}",
+            "data": data, "precision": prec,  # what it trains on, and how: a resume checks both
+            "fixed_noise": torch.randn(64, z_dim, device=dev),  # the same noise every grid
+            "recent": [], "history": [], "progress": []}  # each step's stats since the last report
         run.update(plan(len(images)), timer=(time.perf_counter(), run["step"]),
                    autocast=lambda: torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16"))
         cpu = f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else "MPS"
@@ -275,17 +276,47 @@ def training_run(checkpoint):
         stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum))
                  for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            with open_writer(run) as writer:
+            with SummaryWriter(Path(out_dir) / "runs" / run["run_name"]) as writer:
+                if run["step"] == 0:  # the hyperparameters as a table; a resumed run appends
+                    writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + "\n".join(
+                        f"|{k}|{v}|" for k, v in config().items()))
                 yield images, models, run, writer
         finally:
             for s, handler in stops.items():
                 signal.signal(s, handler)
+
+def pick_device():
+    """The device and precision. bf16 only on a CPU that has it natively: on an AVX2-only CPU a
+    bf16 step is ~25x slower. GPUs get fp32 with TF32 matmuls: no bf16 GPU path was measured."""
+    mps = torch.backends.mps.is_available()
+    auto = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    dev = torch.device(auto if device == "auto" else device)
+    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    auto = "bf16" if dev.type == "cpu" and native_bf16 else "fp32"
+    return dev, auto if precision == "auto" else precision
+
+def build(dev):
+    pixels = channels * image_size ** 2
+    G, D = Generator(z_dim, g_widths, pixels).to(dev), Discriminator(d_widths, pixels).to(dev)
+    fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a CPU step
+    adam = lambda net: torch.optim.Adam(net.parameters(), lr, betas=(beta1, 0.999), fused=fused)
+    return G, D, make_ema(G) if ema_decay > 0 else None, adam(G), adam(D)
 
 def plan(num_images):
     """Steps per epoch, the steps the lr schedule spans, and where this command stops."""
     total = epochs * (num_images // batch_size)
     return {"steps_per_epoch": num_images // batch_size, "total_steps": total,
             "last_step": min(total, max_steps or total)}
+
+def log_scalars(run, writer, mean, lr_now):
+    """The report's numbers to TensorBoard; images/s counts this process's steps only."""
+    seconds, step = time.perf_counter() - run["timer"][0], run["step"]
+    images_per_s = (step - run["timer"][1]) * batch_size / seconds
+    run["timer"] = (time.perf_counter(), step)
+    run["history"].append((step, mean["g_loss"], mean["d_loss"]))
+    for name, value in {**mean, "lr": lr_now, "images_per_s": images_per_s}.items():
+        writer.add_scalar(("losses/" if "loss" in name else "charts/") + name, value, step)
+    return images_per_s
 
 def end_of_epoch(models, run, writer):
     """Save the checkpoint and the weights; stop on Ctrl-C. True when the run is done."""
@@ -300,20 +331,6 @@ def end_of_epoch(models, run, writer):
 
 def resume_command():
     return f"python basic_gan.py --resume --out_dir={shlex.quote(out_dir)}"
-
-def check_finite(stats, step):
-    if not math.isfinite(stats["d_loss"] + stats["g_loss"]):  # checked before any save
-        fail(f"step {step}: the loss is not finite ({stats}); stopped. {checkpoint_left()}", code=1)
-
-def log_scalars(run, writer, mean, lr_now):
-    """The report's numbers to TensorBoard; images/s counts this process's steps only."""
-    images_per_s = ((run["step"] - run["timer"][1]) * batch_size
-                    / (time.perf_counter() - run["timer"][0]))
-    run["timer"] = (time.perf_counter(), run["step"])
-    run["history"].append((run["step"], mean["g_loss"], mean["d_loss"]))
-    for name, value in {**mean, "lr": lr_now, "images_per_s": images_per_s}.items():
-        writer.add_scalar(("losses/" if "loss" in name else "charts/") + name, value, run["step"])
-    return images_per_s
 
 def finish(run, G):
     """The end of training: a last grid, the digits forming row by row, and the loss curve."""
@@ -342,54 +359,18 @@ def save_samples(images, G):
     through the noise space. Smooth changes mean G learned digits, not a list of memorized ones."""
     out, preview = Path(out_dir), images[:256]
     atomic_save(images, out / "samples.pt")
-    with writing(out / "samples.png"):
-        save_image(preview, out / "samples.png", nrow=math.ceil(len(preview) ** 0.5))
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
     line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim))
-    with writing(out / "interpolation.png"):
-        save_image(grid(line, nrow=10), out / "interpolation.png")
+    for name, picture in (("samples.png", make_grid(preview, math.ceil(len(preview) ** 0.5))),
+                          ("interpolation.png", grid(line, nrow=10))):
+        with writing(out / name):
+            save_image(picture, out / name)
     print(f"wrote {len(images)} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB), "
           f"the first {len(preview)} to samples.png, and interpolation.png")
 
-def pick_device():
-    mps = torch.backends.mps.is_available()
-    auto = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
-    return torch.device(auto if device == "auto" else device)
-
-def pick_precision(dev):
-    """bf16 only on a CPU that has it natively: on an AVX2-only CPU a bf16 step is ~25x slower.
-    GPUs get fp32 with TF32 matmuls, since no bf16 GPU path has been measured."""
-    if precision != "auto":
-        return precision
-    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return "bf16" if dev.type == "cpu" and native_bf16 else "fp32"
-
-def build(dev):
-    pixels = channels * image_size ** 2
-    G, D = Generator(z_dim, g_widths, pixels).to(dev), Discriminator(d_widths, pixels).to(dev)
-    G_ema = make_ema(G) if ema_decay > 0 else None
-    fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a CPU step
-    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(beta1, 0.999), fused=fused)
-    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(beta1, 0.999), fused=fused)
-    return G, D, G_ema, opt_g, opt_d
-
-def new_run(dev, data, prec):
-    return {"step": 0, "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}",
-            "data": data, "precision": prec,  # what it trains on, and how: a resume checks both
-            "fixed_noise": torch.randn(64, z_dim, device=dev),  # the same noise every grid
-            "recent": [], "history": [], "progress": []}  # stats of each step since the last report
-
-def open_writer(run):
-    """TensorBoard's writer for this run; a resumed run appends to its own folder."""
-    writer = SummaryWriter(Path(out_dir) / "runs" / run["run_name"])
-    if run["step"] == 0:
-        table = "\n".join(f"|{k}|{v}|" for k, v in config().items())
-        writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + table)
-    return writer
-
 # ---- the data's file formats: IDX files, torchvision's download, folders of pictures ----
 def read_idx(path):
-    """An IDX file (.gz or not) as a uint8 tensor. IDX: a magic number, the sizes, the bytes."""
+    """An IDX file (.gz or not) as a uint8 tensor: a magic number, the sizes, then the bytes."""
     try:
         with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as f:
             raw = f.read()
@@ -398,17 +379,15 @@ def read_idx(path):
     magic = int.from_bytes(raw[:4], "big")
     if magic not in (2049, 2051):
         fail(f"{path} is not an IDX file: magic number {magic}, expected 2049 or 2051")
-    ndim = magic - 2048
-    shape = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    expected = 4 + 4 * ndim + math.prod(shape)
-    if len(raw) != expected:
-        fail(f"{path} is truncated or corrupt: {len(raw)} bytes, its header says {expected}")
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=4 + 4 * ndim).view(shape)
+    shape = [int.from_bytes(raw[4 * i: 4 * i + 4], "big") for i in range(1, magic - 2047)]
+    if len(raw) != 4 * len(shape) + 4 + math.prod(shape):
+        fail(f"{path} is truncated or corrupt: {len(raw)} bytes, its header says "
+             f"{4 * len(shape) + 4 + math.prod(shape)}")
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=4 + 4 * len(shape)).view(shape)
 
 def find_idx(folder, split="train", kind="images"):
     """The IDX file of one split in a folder that holds the files directly, or None."""
-    prefix = "t10k" if split == "test" else "train"
-    name = f"{prefix}-{kind}-idx{1 if kind == 'labels' else 3}-ubyte"
+    name = f"{'t10k' if split == 'test' else 'train'}-{kind}-idx{1 if kind == 'labels' else 3}-ubyte"
     return next((p for p in (Path(folder, name), Path(folder, name + ".gz")) if p.is_file()), None)
 
 def load_digits(split="train"):
@@ -416,12 +395,12 @@ def load_digits(split="train"):
     if find_idx(data_dir, split):  # a folder of IDX files, e.g. /usr/share/datasets/fashion-mnist
         return read_idx(find_idx(data_dir, split))
     raw = Path(data_dir) / dataset / "raw"
-    made = [d for d in (Path(data_dir), raw.parent, raw) if not d.exists()]
+    made = [d for d in (raw, raw.parent, Path(data_dir)) if not d.exists()]
     try:  # torchvision's own loader: mirrors, md5 checks, parsing
         ds = getattr(datasets, dataset)(data_dir, train=split == "train", download=True)
     except Exception as e:
-        for d in reversed(made):  # leave no empty folders behind
-            if d.is_dir() and not any(d.iterdir()):
+        for d in made:  # leave no empty folders behind
+            with contextlib.suppress(OSError):
                 d.rmdir()
         reason = str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__
         fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put "
@@ -445,8 +424,10 @@ def load_folder(folder):
     for path in tqdm(paths, desc=f"decoding {len(paths)} pictures", leave=False):
         try:
             images.append(fit(read_picture(path)[None]))
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            broken.append(f"{path} ({why_unreadable(e)})")
+        except (OSError, ValueError, Image.DecompressionBombError) as e:  # say why in words
+            said = {PermissionError: "permission denied", UnidentifiedImageError: "not a picture"}
+            why = next((w for kind, w in said.items() if isinstance(e, kind)), str(e).strip()[:80])
+            broken.append(f"{path} ({'truncated' if 'truncated' in why else why or repr(e)})")
     if len(broken) == len(paths):
         fail(f"none of the {len(paths)} pictures in {folder} could be read; the first: {broken[0]}")
     if broken:
@@ -459,19 +440,15 @@ def read_picture(path):
     frame, turned upright by its EXIF tag, palette looked up, 16 bits scaled, alpha on white."""
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image)
+        gray = image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16 or 32 bits a pixel: to 8
             image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
         if "A" in image.mode or "transparency" in image.info:
-            white = Image.new("RGBA", image.size, "white")
-            image = Image.alpha_composite(white, image.convert("RGBA"))
-        image = image.convert("L" if image.mode in ("1", "L", "LA") else "RGB")
+            image = Image.alpha_composite(Image.new("RGBA", image.size, "white"),
+                                          image.convert("RGBA"))
+        image = image.convert("L" if gray else "RGB")
         pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
         return pixels.view(image.height, image.width, -1).permute(2, 0, 1)
-
-def why_unreadable(e):  # in words, not a library's message
-    words = {PermissionError: "permission denied", UnidentifiedImageError: "not a picture"}
-    said = next((w for kind, w in words.items() if isinstance(e, kind)), None)
-    return said or ("truncated" if "truncated" in str(e) else str(e).strip()[:80] or repr(e))
 
 def fit(images):
     """uint8 images N x C x H x W (C: 1 or 3) as N x channels x image_size x image_size: colour
@@ -493,20 +470,11 @@ def check_memory(count):
              f"GB, more than half the {free / 1e9:.1f} GB available: try --image_size={fits}")
 
 def available_memory():
-    with contextlib.suppress(OSError, TypeError):  # Linux; elsewhere all of it
+    with contextlib.suppress(OSError, TypeError):
         return int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024
-    with contextlib.suppress(OSError, ValueError, AttributeError):
+    with contextlib.suppress(OSError, ValueError, AttributeError):  # macOS: all of it
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return math.inf
-
-def training_images(dev):
-    """The training images on the device, and what a checkpoint records of them."""
-    images = load_images("train")
-    if len(images) < batch_size:
-        fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
-             f"{batch_size}: set --batch_size to at most {len(images)}")
-    data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
-    return images.to(dev), data  # 47 MB as uint8; on a GPU it stays there
 
 # ---- files: written whole or not at all, one run per folder, checkpoints ----
 def fail(message, code=2):  # one clear line instead of a traceback (and on a line of its own)
@@ -517,8 +485,7 @@ def config():
     return {k: globals()[k] for k in DEFAULTS}
 
 def atomic_save(obj, path):
-    """Write to a temp file, on to the disk, then rename: a kill or a power cut mid-save keeps the
-    old file whole, and a new one is only ever seen whole."""
+    """To a temp file, on to the disk, then renamed: a kill mid-save keeps the old file whole."""
     data = io.BytesIO()
     torch.save(obj, data)  # in memory first: a full disk then fails as an OSError that names it
     with writing(path):
@@ -530,8 +497,8 @@ def atomic_save(obj, path):
 
 @contextlib.contextmanager
 def writing(path):
-    """A write the OS refuses (a full disk, a lost permission or folder) ends the run in one line
-    that says what is safe, instead of a traceback. TensorBoard's writer thread reports here too."""
+    """A write the OS refuses (a full disk, a lost folder) ends the run in one line, not a traceback.
+    TensorBoard's writer thread reports here too."""
     thread_hook = threading.excepthook
     threading.excepthook = lambda e: None if issubclass(e.exc_type, OSError) else thread_hook(e)
     try:
@@ -551,18 +518,16 @@ def checkpoint_left():
 
 @contextlib.contextmanager
 def only_this_run_in(folder):
-    """A second run in the same folder would mix two runs' files: it is refused at start. The OS
-    lock dies with its process, so a crashed or killed run leaves none behind."""
-    try:
-        import fcntl  # the lock that keeps two runs out of one folder; Windows has none
-    except ImportError:
-        fcntl = None
+    """A second run in one folder would mix two runs' files: it is refused. The OS lock dies with
+    its process, so a killed run leaves none behind."""
     made = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a+") as lock:
         try:
-            if fcntl:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            import fcntl  # Windows has none, and there no lock is taken
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:
+            pass
         except OSError:
             lock.seek(0)
             fail(f"{folder} is in use by another run (process {lock.read() or '?'}): let it "
@@ -605,22 +570,22 @@ def load_generator(path):
 
 CHECKPOINT_FORMAT = 2  # 2: the data order follows from (seed, epoch), so no data RNG is saved
 PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
-NOT_SAVED = ("timer", "autocast", "steps_per_epoch", "total_steps", "last_step")  # derived anew
-
-def save_checkpoint(parts, run):
-    where = {"data_dir": str(Path(data_dir).absolute())}  # so a resume from another folder finds it
-    atomic_save({"format": CHECKPOINT_FORMAT, "config": {**config(), **where},
-                 "run": {k: v for k, v in run.items() if k not in NOT_SAVED},
-                 **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
-                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
-                Path(out_dir) / "checkpoint.pt")
-
 # On --resume these may change: how long and where it goes on. The rest would make another run.
 NOT_THE_RUN = ("epochs", "data_dir", "max_steps", "info_step", "device", "precision", "out_dir",
                "resume", "sample")
 
+def save_checkpoint(parts, run):
+    where = {"data_dir": str(Path(data_dir).absolute())}  # so a resume from another folder finds it
+    derived = ("timer", "autocast", *plan(0))  # made anew by each command
+    atomic_save({"format": CHECKPOINT_FORMAT, "config": {**config(), **where},
+                 "run": {k: v for k, v in run.items() if k not in derived},
+                 **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
+                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
+                Path(out_dir) / "checkpoint.pt")
+
 def restore_config(overrides):
-    """--resume: the constants the run was made with, then the command line's, checked."""
+    """--resume: the constants the run was made with, then the command line's, checked; None
+    where the run has trained all it was asked to."""
     path = Path(out_dir) / "checkpoint.pt"
     ckpt = load(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -634,19 +599,13 @@ def restore_config(overrides):
     per_call = ("out_dir", "resume", "sample", "max_steps")  # said anew on every command line
     globals().update({k: v for k, v in saved.items() if k in DEFAULTS and k not in per_call})
     globals().update(overrides)
-    return ckpt
-
-def nothing_left(checkpoint):
-    """A resumed run that has trained all it was asked to says so, and trains nothing."""
-    step, last = checkpoint["run"]["step"], plan(checkpoint["run"]["data"]["images"])["last_step"]
-    if step < last:
-        return False
-    if max_steps and step >= max_steps:
+    step, last = ckpt["run"]["step"], plan(ckpt["run"]["data"]["images"])["last_step"]
+    if step >= last and max_steps and step >= max_steps:  # trained all it was asked to: say so
         print(f"{out_dir} is at step {step}: --max_steps={max_steps} leaves nothing to do")
-    else:
+    elif step >= last:
         print(f"{out_dir} has finished its {epochs} epochs ({step} steps). To train it longer: "
               f"{resume_command()} --epochs={2 * epochs}")
-    return True
+    return ckpt if step < last else None
 
 def restore(ckpt, parts, dev, data, prec):
     """The run as the checkpoint left it: weights, optimizers, RNG and the loop's own state."""
@@ -680,9 +639,13 @@ def parse_args(argv):
         message = message.replace("expected one argument", "needs a value")
         fail(re.sub(r"^argument (--\w+): ", r"\1 ", message))  # "--epochs needs a value"
     parser.error = one_line
+    def literal(text):  # 3, 1e-4, (64, 128) or True as the value it spells; check_config checks
+        with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+            return ast.literal_eval(text.capitalize() if text.lower() in ("true", "false") else text)
+        return text
     for key, default in DEFAULTS.items():
         flag = type(default) is bool  # a bare --resume means --resume=True
-        parser.add_argument(f"--{key}", type=typed_like(default), metavar="",
+        parser.add_argument(f"--{key}", type=str if type(default) is str else literal, metavar="",
                             nargs="?" if flag else None, const=True if flag else None,
                             help=f"{comments.get(key, '')} (default: {default!r})")
     argv = [re.sub(r"^--(\w[\w-]*)", lambda m: "--" + m[1].replace("-", "_"), a) for a in argv]
@@ -696,46 +659,40 @@ def parse_args(argv):
         fail(f"unknown option --{key}{hint}")
     return vars(args)
 
-def typed_like(default):
-    """A reader of command-line text as the default's type: 3 for an int, (64, 128) for a tuple."""
-    def parse(text):
-        if type(default) is str:
-            return text
-        with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            value = ast.literal_eval(text.capitalize() if type(default) is bool else text)
-            if (type(default), type(value)) in ((float, int), (tuple, list)):
-                value = type(default)(value)  # 1 is a float, [64] a tuple
-            ints = type(value) is not tuple or all(type(v) is int for v in value)
-            if type(value) is type(default) and ints:
-                return value
-        kinds = {bool: "True or False", int: "an int", float: "a number", tuple: "a tuple of ints"}
-        message = f"must be {kinds[type(default)]} like {default!r}, got {text!r}"
-        raise argparse.ArgumentTypeError(message)
-    return parse
-
-RULES = [  # (constants, a test each must pass, what it must be)
-    (("lr", "lr_decay", "r1_gamma", "beta1", "ema_decay"), math.isfinite, "a finite number"),
-    (("epochs", "batch_size", "z_dim", "info_step", "r1_every", "lr"), lambda v: v > 0, "> 0"),
-    (("max_steps", "sample", "r1_gamma"), lambda v: v >= 0, ">= 0"),
+integer = lambda v: type(v) is int  # not a float, and not True or False
+number = lambda v: type(v) in (int, float) and math.isfinite(v)
+RULES = [  # (constants, a test each must pass, what it must be), for the file and the command line
+    (("epochs", "batch_size", "z_dim", "info_step", "r1_every"), lambda v: integer(v) and v > 0,
+     "an int > 0"),
+    (("max_steps", "sample"), lambda v: integer(v) and v >= 0, "an int >= 0"),
     (("batch_size",), lambda v: v > 1, "at least 2: BatchNorm needs two images to normalize"),
-    (("seed",), lambda v: -2**63 <= v < 2**64, "in torch's range [-2**63, 2**64)"),
-    (("g_widths", "d_widths"), lambda v: v and min(v) > 0, "a non-empty tuple of widths > 0"),
-    (("beta1", "ema_decay"), lambda v: 0 <= v < 1, "in [0, 1)"),
-    (("lr_decay",), lambda v: 0 <= v <= 1, "in [0, 1] (a fraction of training)"),
-    (("device",), lambda v: re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", v),
+    (("seed",), lambda v: integer(v) and -2**63 <= v < 2**64, "an int in [-2**63, 2**64), torch's"),
+    (("lr",), lambda v: number(v) and v > 0, "a finite number > 0"),
+    (("r1_gamma",), lambda v: number(v) and v >= 0, "a finite number >= 0"),
+    (("beta1", "ema_decay"), lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    (("lr_decay",), lambda v: number(v) and 0 <= v <= 1, "a number in [0, 1], a share of training"),
+    (("g_widths", "d_widths"), lambda v: type(v) is tuple and v and all(integer(w) for w in v)
+     and min(v) > 0, "a non-empty tuple of ints > 0, like (64, 128)"),
+    (("resume",), lambda v: type(v) is bool, "True or False"),
+    (("data_dir", "out_dir"), lambda v: type(v) is str, "a folder, in quotes"),
+    (("device",), lambda v: v in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", str(v)),
      "one of auto, cpu, cuda, mps"),
     (("precision",), lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
     (("dataset",), lambda v: v in ("MNIST", "FashionMNIST", "folder"),
      "one of MNIST, FashionMNIST, folder"),
-    (("image_size",), lambda v: v >= 4, "at least 4 pixels"),
-    (("channels",), lambda v: v in (1, 3), "1 (gray) or 3 (colour)")]
+    (("image_size",), lambda v: integer(v) and v >= 4, "an int, at least 4 pixels"),
+    (("channels",), lambda v: integer(v) and v in (1, 3), "1 (gray) or 3 (colour)")]
+
+def as_meant(values):
+    """Constants as a person writes them, as the script means them: a list for a tuple, ~ for home."""
+    return {k: tuple(v) if type(v) is list else os.path.expanduser(v)
+            if k.endswith("_dir") and type(v) is str else v for k, v in values.items()}
 
 def check_config():
     """Impossible values, refused before any data or output is touched."""
     for keys, ok, wanted in RULES:
-        for k in keys:
-            if not ok(globals()[k]):
-                fail(f"{k} must be {wanted}, got {globals()[k]!r}")
+        for k in (k for k in keys if not ok(globals()[k])):
+            fail(f"{k} must be {wanted}, got {globals()[k]!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         fail(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device=cpu")
     if device == "mps" and not torch.backends.mps.is_available():
@@ -747,26 +704,23 @@ def check_config():
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         fail(f"out_dir {out_dir!r} is not writable (checked {existing})")
 
-def command_line():
-    """The user's arguments where this file is the script being run (python, %run). Imported, or
-    pasted into a notebook cell, there are none: a kernel's sys.argv is its own, not the user's."""
-    script = globals().get("__file__")
-    return sys.argv[1:] if script and Path(sys.argv[0]).name == Path(script).name else []
-
 def main(argv=None):
     """Set the constants (as in this file, then a resumed run's, then the command line's), then
     sample or train. In a notebook an error is its one line, without SystemExit's traceback."""
+    # The command line is the user's where this file is the script run (python, %run). Imported or
+    # pasted into a notebook cell, there is none: a kernel's sys.argv is its own, not the user's.
+    script = globals().get("__file__")
+    if argv is None:
+        argv = sys.argv[1:] if script and Path(sys.argv[0]).name == Path(script).name else []
     try:
-        overrides = parse_args(command_line() if argv is None else argv)
-        for k in ("data_dir", "out_dir"):  # the shell leaves the ~ in --data_dir=~/data
-            if k in overrides:
-                overrides[k] = os.path.expanduser(overrides[k])
-        globals().update({**DEFAULTS, **overrides})
-        checkpoint = restore_config(overrides) if resume and not sample else None
+        overrides = as_meant(parse_args(argv))
+        globals().update(as_meant({**DEFAULTS, **overrides}))
         check_config()
         if sample:
             return sample_digits(sample)  # None, so a notebook cell prints no tensor
-        if not (checkpoint and nothing_left(checkpoint)):
+        checkpoint = restore_config(overrides) if resume else None
+        check_config()  # again, where a resumed run's constants came back
+        if not resume or checkpoint:
             return train(checkpoint)
     except SystemExit:
         if "IPython" not in sys.modules or sys.modules["IPython"].get_ipython() is None:

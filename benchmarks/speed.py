@@ -70,10 +70,10 @@ def textbook_steps(dev, loader):
 
 
 def basic_gan_batches(images, dev):
-    """basic_gan's data path: each epoch's batches of indices, gathered from the uint8 images."""
+    """basic_gan's data path: its DataLoader, one gather from the uint8 images per batch."""
     for epoch in itertools.count():
-        for idx in basic_gan.epoch_batches(len(images), epoch):
-            yield images[idx.to(dev)]
+        for batch, in basic_gan.make_dataloader(images, epoch):
+            yield batch
 
 
 def basic_gan_steps(dev, prec="fp32"):
@@ -146,8 +146,7 @@ def main(argv=None):
         pixels = lambda n: (torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8), torch.zeros(n, dtype=torch.uint8))
         root = write_dataset(Path(tmp.name) / "MNIST" / "raw", pixels(60000), pixels(10000), gz=False).parents[1]
     basic_gan.data_dir, basic_gan.device = str(root), args.device
-    dev = basic_gan.pick_device()
-    prec = basic_gan.pick_precision(dev)
+    dev, prec = basic_gan.pick_device()
     torch.manual_seed(0)
     print(f"{hardware(dev)}; basic_gan picks {prec}; batch {basic_gan.batch_size}, {args.steps} steps x {args.rounds} rounds")
 

@@ -49,14 +49,27 @@ def test_a_folder_of_idx_files_is_a_data_dir(gan, tiny_data):
 
 def test_each_epoch_serves_each_image_once_in_its_own_order(gan):
     gan.batch_size, gan.seed = 32, 0
-    batches = gan.epoch_batches(100, epoch=0)
-    assert batches.shape == (3, 32)  # the last partial batch is dropped
+    images = torch.arange(100).view(100, 1)  # each image is its own index
+    epoch = lambda e, start=0: torch.stack([b for b, in gan.make_dataloader(images, e, start)])
+
+    batches = epoch(0)
+    assert isinstance(gan.make_dataloader(images, 0), torch.utils.data.DataLoader)
+    assert batches.shape == (3, 32, 1)  # the last partial batch is dropped
     assert len(set(batches.flatten().tolist())) == 96 and batches.max() < 100
     assert not torch.equal(batches.flatten(), torch.arange(96))  # shuffled
-    assert torch.equal(gan.epoch_batches(100, epoch=0), batches)  # the same two numbers, the same order
-    assert not torch.equal(gan.epoch_batches(100, epoch=1), batches)
+    assert torch.equal(epoch(0), batches)  # the same two numbers, the same order
+    assert torch.equal(epoch(0, start=2), batches[2:])  # a resumed epoch skips what it trained
+    assert not torch.equal(epoch(1), batches)
     gan.seed = 1
-    assert not torch.equal(gan.epoch_batches(100, epoch=0), batches)
+    assert not torch.equal(epoch(0), batches)
+
+
+def test_the_loader_leaves_the_global_random_state_alone(gan):
+    """DataLoader draws a seed per iterator; not from the generator z comes from, or a resumed
+    epoch would draw other noise than the whole run did."""
+    state = torch.get_rng_state()
+    next(iter(gan.make_dataloader(torch.zeros(256, 1), 0)))
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def test_model_range(gan):

@@ -50,11 +50,12 @@ def test_r1_penalty_is_the_squared_input_gradient(gan):
 def test_precision_is_fp32_where_bf16_is_not_native(gan, monkeypatch):
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
-    assert gan.pick_precision(torch.device("cpu")) == "fp32"
+    gan.device = "cpu"
+    assert gan.pick_device() == (torch.device("cpu"), "fp32")
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True)
-    assert gan.pick_precision(torch.device("cpu")) == "bf16"
+    assert gan.pick_device() == (torch.device("cpu"), "bf16")
     gan.precision = "fp32"
-    assert gan.pick_precision(torch.device("cpu")) == "fp32"
+    assert gan.pick_device() == (torch.device("cpu"), "fp32")
 
 
 def test_lr_is_constant_then_falls_linearly_towards_zero(gan):

@@ -201,7 +201,8 @@ def test_real_digits_train(real_root, tmp_path):
                         "--info_step=30", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     import basic_gan
-    picked = basic_gan.pick_precision(torch.device("cpu"))  # what this machine should pick: bf16 or fp32
+    basic_gan.device = "cpu"
+    _, picked = basic_gan.pick_device()  # what this machine should pick: bf16 or fp32
     assert f"training on CPU with {torch.backends.cpu.get_cpu_capability()} in {picked}" in result.stdout
     assert "469 steps" not in result.stdout and "468 steps" in result.stdout  # 60k / 128, last batch dropped
     reports = [line for line in result.stdout.splitlines() if line.startswith("step ")]
