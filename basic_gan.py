@@ -70,9 +70,8 @@ def show(images, title, step=0):
         return plt.pause(0.001)  # draw without blocking training
     if "inline" in backend:
         plt.show()
-    else:
-        save_figure(fig, Path(out_dir) / f"{title}_step{step:06d}.png")
-    plt.close(fig)
+        return plt.close(fig)
+    save_figure(fig, Path(out_dir) / f"{title}_step{step:06d}.png")
 
 # %% data: the training images decoded once into one uint8 tensor, batched by a DataLoader
 def load_images(split="train"):
@@ -82,14 +81,13 @@ def load_images(split="train"):
     return fit(load_digits(split).unsqueeze(1))  # 28 x 28 gray, or as image_size and channels ask
 
 def make_dataloader(images, epoch, start=0):
-    """One epoch of batches, from batch `start` on, in an order shuffled by (seed, epoch): a resumed
-    epoch replays it from two numbers. The sampler hands the DataLoader a whole batch of indices at
-    a time (batch_size=None): one gather a batch, no Python per image. A last partial batch is
-    dropped. The generator is the DataLoader's own: it draws a seed, but not from z's."""
+    """One epoch of batches from batch `start` on, shuffled by (seed, epoch): a resumed epoch replays
+    its order from two numbers. The sampler hands the DataLoader a batch of indices at a time
+    (batch_size=None): one gather a batch, no Python per image. A last partial batch is dropped."""
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(hash((seed, epoch))))
     batches = order[: len(images) // batch_size * batch_size].view(-1, batch_size)[start:]
     return DataLoader(TensorDataset(images), sampler=batches.to(images.device), batch_size=None,
-                      generator=torch.Generator())
+                      generator=torch.Generator())  # its own: it draws a seed, but not from z's
 
 def to_model_range(batch):
     """uint8 pixels in [0, 255] to flat float images in [-1, 1], the range of G's tanh."""
@@ -145,9 +143,9 @@ def r1_penalty(real, real_logits):
 
 def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
     # What to watch: D(x) and D(G(z)), D's mean belief that real and fake digits are real. Healthy:
-    # D(x) falls from near 1 to about 0.6-0.8, D(G(z)) rises from near 0 to about 0.2-0.4, and
-    # both wobble. D wins outright when D(x) -> 1 and D(G(z)) -> 0 for good: G's loss climbs and
-    # the fakes stop improving. G collapses when the fake grid shows the same digit over and over.
+    # both near 0.5, D(x) a little higher (the defaults: 0.51 and 0.49 from step 500 on): D can
+    # barely tell them apart. D wins outright when D(x) -> 1 and D(G(z)) -> 0 for good: its loss
+    # falls to 0, G's climbs, the fakes stop improving. G collapses when the fakes show one digit.
     z = torch.randn(len(real), z_dim, device=real.device)
     use_r1 = r1_gamma > 0 and step % r1_every == 0
     real.requires_grad_(use_r1)
@@ -248,7 +246,6 @@ def sample_digits(n):
 
 # %% ==== plumbing a learner need not read: set-up, files, checkpoints, command line, checks ====
 STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
-
 @contextlib.contextmanager
 def training_run(checkpoint):
     """All around the loop: the lock, device, data, models, the run, TensorBoard, Ctrl-C, faults."""
@@ -286,15 +283,14 @@ def training_run(checkpoint):
                 signal.signal(s, handler)
 
 def pick_device():
-    """The device and precision. bf16 only on a CPU that has it natively: on an AVX2-only CPU a
-    bf16 step is ~25x slower. GPUs get fp32 with TF32 matmuls: no bf16 GPU path was measured."""
+    # bf16 only on a CPU that has it natively: on an AVX2-only CPU a bf16 step is ~25x slower.
+    # GPUs get fp32 with TF32 matmuls: no bf16 GPU path was measured.
     mps = torch.backends.mps.is_available()
     auto = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
     dev = torch.device(auto if device == "auto" else device)
     native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     auto = "bf16" if dev.type == "cpu" and native_bf16 else "fp32"
     return dev, auto if precision == "auto" else precision
-
 def build(dev):
     pixels = channels * image_size ** 2
     G, D = Generator(z_dim, g_widths, pixels).to(dev), Discriminator(d_widths, pixels).to(dev)
@@ -307,7 +303,6 @@ def plan(num_images):
     total = epochs * (num_images // batch_size)
     return {"steps_per_epoch": num_images // batch_size, "total_steps": total,
             "last_step": min(total, max_steps or total)}
-
 def log_scalars(run, writer, mean, lr_now):
     """The report's numbers to TensorBoard; images/s counts this process's steps only."""
     seconds, step = time.perf_counter() - run["timer"][0], run["step"]
@@ -317,7 +312,6 @@ def log_scalars(run, writer, mean, lr_now):
     for name, value in {**mean, "lr": lr_now, "images_per_s": images_per_s}.items():
         writer.add_scalar(("losses/" if "loss" in name else "charts/") + name, value, step)
     return images_per_s
-
 def end_of_epoch(models, run, writer):
     """Save the checkpoint and the weights; stop on Ctrl-C. True when the run is done."""
     save_checkpoint(models, run)
@@ -328,7 +322,6 @@ def end_of_epoch(models, run, writer):
               f"{resume_command()}", file=sys.stderr)
         raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
     return run["step"] == run["last_step"]
-
 def resume_command():
     return f"python basic_gan.py --resume --out_dir={shlex.quote(out_dir)}"
 
@@ -346,17 +339,15 @@ def finish(run, G):
         plt.plot(steps, g, steps, d)
         plt.xlabel("step"), plt.legend(["G loss", "D loss"]), plt.tight_layout()
         save_figure(fig, Path(out_dir) / "losses.png")
-        plt.close(fig)
     print(f"saved {Path(out_dir) / 'generator.pth'} and {Path(out_dir) / 'discriminator.pth'}")
-
 def save_figure(fig, path):
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
 
 def save_samples(images, G):
-    """samples.pt for tools, samples.png (at most 16 x 16) for a person, and interpolation.png: lines
-    through the noise space. Smooth changes mean G learned digits, not a list of memorized ones."""
+    # interpolation.png: lines through the noise space; smooth changes mean G learned digits.
     out, preview = Path(out_dir), images[:256]
     atomic_save(images, out / "samples.pt")
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
@@ -380,37 +371,34 @@ def read_idx(path):
     if magic not in (2049, 2051):
         fail(f"{path} is not an IDX file: magic number {magic}, expected 2049 or 2051")
     shape = [int.from_bytes(raw[4 * i: 4 * i + 4], "big") for i in range(1, magic - 2047)]
-    if len(raw) != 4 * len(shape) + 4 + math.prod(shape):
-        fail(f"{path} is truncated or corrupt: {len(raw)} bytes, its header says "
-             f"{4 * len(shape) + 4 + math.prod(shape)}")
+    if len(raw) != (size := 4 + 4 * len(shape) + math.prod(shape)):
+        fail(f"{path} is truncated or corrupt: {len(raw)} bytes, its header says {size}")
     return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=4 + 4 * len(shape)).view(shape)
-
 def find_idx(folder, split="train", kind="images"):
     """The IDX file of one split in a folder that holds the files directly, or None."""
     name = f"{'t10k' if split == 'test' else 'train'}-{kind}-idx{1 if kind == 'labels' else 3}-ubyte"
     return next((p for p in (Path(folder, name), Path(folder, name + ".gz")) if p.is_file()), None)
-
 def load_digits(split="train"):
-    """MNIST's or Fashion-MNIST's 28 x 28 images, from data_dir or torchvision's download."""
-    if find_idx(data_dir, split):  # a folder of IDX files, e.g. /usr/share/datasets/fashion-mnist
-        return read_idx(find_idx(data_dir, split))
+    """MNIST's or Fashion-MNIST's 28 x 28 images, from IDX files in data_dir or data_dir/DATASET/raw,
+    gzipped or not. Where there are none, torchvision downloads them there (mirrors, md5 checks)."""
     raw = Path(data_dir) / dataset / "raw"
-    made = [d for d in (raw, raw.parent, Path(data_dir)) if not d.exists()]
-    try:  # torchvision's own loader: mirrors, md5 checks, parsing
-        ds = getattr(datasets, dataset)(data_dir, train=split == "train", download=True)
-    except Exception as e:
-        for d in made:  # leave no empty folders behind
-            with contextlib.suppress(OSError):
-                d.rmdir()
-        reason = str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__
-        fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put "
-             f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz "
-             f"and t10k-labels-idx1-ubyte.gz in {raw}/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
-    check_memory(len(ds.data))
-    return ds.data
+    if not (find_idx(data_dir, split) or find_idx(raw, split)):
+        made = [d for d in (raw, raw.parent, Path(data_dir)) if not d.exists()]
+        try:
+            getattr(datasets, dataset)(data_dir, train=split == "train", download=True)
+        except Exception as e:
+            for d in made:  # leave no empty folders behind
+                with contextlib.suppress(OSError):
+                    d.rmdir()
+            reason = str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__
+            fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put "
+                 f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz"
+                 f" and t10k-labels-idx1-ubyte.gz in {raw}/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
+    images = read_idx(find_idx(data_dir, split) or find_idx(raw, split))
+    check_memory(len(images))
+    return images
 
 PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")  # what Pillow reads, by extension
-
 def load_folder(folder):
     """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
     if not folder.is_dir():
@@ -434,10 +422,8 @@ def load_folder(folder):
         tqdm.write(f"basic_gan.py: warning: skipped {len(broken)} unreadable pictures of "
                    f"{len(paths)}; the first: {broken[0]}", file=sys.stderr)
     return torch.cat(images)
-
 def read_picture(path):
-    """A picture as an image viewer shows it, as uint8 C x H x W (C: 1 gray, 3 colour): the first
-    frame, turned upright by its EXIF tag, palette looked up, 16 bits scaled, alpha on white."""
+    """As a viewer shows it: upright by EXIF, 16 bits scaled to 8, alpha on white; uint8 CxHxW."""
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image)
         gray = image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
@@ -451,8 +437,7 @@ def read_picture(path):
         return pixels.view(image.height, image.width, -1).permute(2, 0, 1)
 
 def fit(images):
-    """uint8 images N x C x H x W (C: 1 or 3) as N x channels x image_size x image_size: colour
-    to gray or gray to colour, the centre square, resized with antialiasing."""
+    """uint8 N x C x H x W as channels x image_size²: gray or colour, centre square, resized."""
     if images.shape[1] != channels:
         images = images.expand(-1, 3, -1, -1) if channels == 3 else TF.rgb_to_grayscale(images)
     side = min(images.shape[-2:])
@@ -460,7 +445,6 @@ def fit(images):
     if side != image_size:
         images = TF.resize(images, [image_size, image_size], antialias=True)
     return images.contiguous()
-
 def check_memory(count):
     """Refuse, before decoding, a set that would not fit in half the memory available."""
     need, free = count * channels * image_size ** 2, available_memory()
@@ -468,7 +452,6 @@ def check_memory(count):
         fits = int((free / 2 / count / channels) ** 0.5)
         fail(f"{count} images of {channels} x {image_size} x {image_size} need {need / 1e9:.1f} "
              f"GB, more than half the {free / 1e9:.1f} GB available: try --image_size={fits}")
-
 def available_memory():
     with contextlib.suppress(OSError, TypeError):
         return int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024
@@ -480,7 +463,6 @@ def available_memory():
 def fail(message, code=2):  # one clear line instead of a traceback (and on a line of its own)
     tqdm.write(f"basic_gan.py: error: {message}", file=sys.stderr)
     raise SystemExit(code)
-
 def config():
     return {k: globals()[k] for k in DEFAULTS}
 
@@ -494,11 +476,9 @@ def atomic_save(obj, path):
             f.flush()
             os.fsync(f.fileno())
         os.replace(f"{path}.tmp", path)
-
 @contextlib.contextmanager
 def writing(path):
-    """A write the OS refuses (a full disk, a lost folder) ends the run in one line, not a traceback.
-    TensorBoard's writer thread reports here too."""
+    """A write the OS refuses (a full disk, say) ends in one line, TensorBoard's thread's too."""
     thread_hook = threading.excepthook
     threading.excepthook = lambda e: None if issubclass(e.exc_type, OSError) else thread_hook(e)
     try:
@@ -508,7 +488,6 @@ def writing(path):
         fail(f"could not write {path}: {e.strerror or e}. {checkpoint_left()}", code=1)
     finally:
         threading.excepthook = thread_hook
-
 def checkpoint_left():
     path = Path(out_dir) / "checkpoint.pt"
     with contextlib.suppress(Exception):
@@ -518,8 +497,7 @@ def checkpoint_left():
 
 @contextlib.contextmanager
 def only_this_run_in(folder):
-    """A second run in one folder would mix two runs' files: it is refused. The OS lock dies with
-    its process, so a killed run leaves none behind."""
+    """One run a folder. The OS lock dies with its process, so a killed run leaves none behind."""
     made = [p for p in (folder, *folder.parents) if not p.exists()]
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a+") as lock:
@@ -545,7 +523,6 @@ def only_this_run_in(folder):
                 for p in made:
                     p.rmdir()
             raise
-
 def load(path, what):
     if not Path(path).is_file():
         fail(f"no {Path(path).name} in {Path(path).parent}: train first, or set --out_dir to a run")
@@ -554,7 +531,6 @@ def load(path, what):
     except Exception as e:
         fail(f"{path} is corrupt or not a basic_gan {what} ({type(e).__name__}); "
              f"delete it or set --out_dir")
-
 def load_generator(path):
     """A Generator rebuilt from a generator.pth, which holds its own widths."""
     saved = load(path, "generator")
@@ -573,7 +549,6 @@ PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
 # On --resume these may change: how long and where it goes on. The rest would make another run.
 NOT_THE_RUN = ("epochs", "data_dir", "max_steps", "info_step", "device", "precision", "out_dir",
                "resume", "sample")
-
 def save_checkpoint(parts, run):
     where = {"data_dir": str(Path(data_dir).absolute())}  # so a resume from another folder finds it
     derived = ("timer", "autocast", *plan(0))  # made anew by each command
@@ -582,10 +557,8 @@ def save_checkpoint(parts, run):
                  **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
                  "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
                 Path(out_dir) / "checkpoint.pt")
-
 def restore_config(overrides):
-    """--resume: the constants the run was made with, then the command line's, checked; None
-    where the run has trained all it was asked to."""
+    """--resume: the run's constants, then the command line's; None if it has nothing to do."""
     path = Path(out_dir) / "checkpoint.pt"
     ckpt = load(path, "checkpoint")
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -606,7 +579,6 @@ def restore_config(overrides):
         print(f"{out_dir} has finished its {epochs} epochs ({step} steps). To train it longer: "
               f"{resume_command()} --epochs={2 * epochs}")
     return ckpt if step < last else None
-
 def restore(ckpt, parts, dev, data, prec):
     """The run as the checkpoint left it: weights, optimizers, RNG and the loop's own state."""
     run = ckpt["run"]
@@ -682,12 +654,10 @@ RULES = [  # (constants, a test each must pass, what it must be), for the file a
      "one of MNIST, FashionMNIST, folder"),
     (("image_size",), lambda v: integer(v) and v >= 4, "an int, at least 4 pixels"),
     (("channels",), lambda v: integer(v) and v in (1, 3), "1 (gray) or 3 (colour)")]
-
 def as_meant(values):
     """Constants as a person writes them, as the script means them: a list for a tuple, ~ for home."""
     return {k: tuple(v) if type(v) is list else os.path.expanduser(v)
             if k.endswith("_dir") and type(v) is str else v for k, v in values.items()}
-
 def check_config():
     """Impossible values, refused before any data or output is touched."""
     for keys, ok, wanted in RULES:
@@ -705,8 +675,7 @@ def check_config():
         fail(f"out_dir {out_dir!r} is not writable (checked {existing})")
 
 def main(argv=None):
-    """Set the constants (as in this file, then a resumed run's, then the command line's), then
-    sample or train. In a notebook an error is its one line, without SystemExit's traceback."""
+    """The constants (the file's, a resumed run's, the command line's), then sample or train."""
     # The command line is the user's where this file is the script run (python, %run). Imported or
     # pasted into a notebook cell, there is none: a kernel's sys.argv is its own, not the user's.
     script = globals().get("__file__")
@@ -725,7 +694,6 @@ def main(argv=None):
     except SystemExit:
         if "IPython" not in sys.modules or sys.modules["IPython"].get_ipython() is None:
             raise  # a script's exit code; a notebook shows the one line only
-
 
 # %% run it: python basic_gan.py, %run basic_gan.py, or this cell in a notebook
 if __name__ == "__main__":
