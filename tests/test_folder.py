@@ -1,4 +1,6 @@
 """--dataset=folder: any folder of pictures, gray or colour, any size, through the same script."""
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -135,3 +137,74 @@ def test_fewer_digits_than_one_batch_are_refused_too(gan, tmp_path, capsys):
         gan.main([*SMALL, "--batch_size=100000", f"--data_dir={data}", f"--out_dir={tmp_path / 'out'}"])
     assert "holds 10 training images, fewer than one batch of 100000" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def gradient(size=(24, 16)):
+    """A colour picture with no two rows or columns alike, so a turn or a flip would show."""
+    x, y = np.meshgrid(np.arange(size[0]), np.arange(size[1]))
+    return Image.fromarray(np.stack([x * 10, y * 15, (x * y) % 256], -1).astype(np.uint8), "RGB")
+
+
+def awkward_pictures(folder):
+    """(awkward picture, the same picture saved as a plain 8-bit PNG) pairs, as real folders hold."""
+    folder.mkdir()
+    pairs = []
+
+    def pair(name, awkward, plain, **save):
+        awkward.save(folder / name, **save)
+        plain.save(folder / f"plain_{name}.png")
+        pairs.append((folder / name, folder / f"plain_{name}.png"))
+
+    palette = gradient().quantize(colors=16)  # pngquant's kind of output
+    pair("palette.png", palette, palette.convert("RGB"))
+    see_through = palette.copy()
+    see_through.info["transparency"] = 0  # palette entry 0 is transparent: laid on white
+    plain = np.array(palette.convert("RGB"))
+    plain[np.array(palette) == 0] = 255
+    pair("palette_alpha.png", see_through, Image.fromarray(plain), transparency=0)
+    deep = np.arange(24 * 16).reshape(16, 24).astype(np.uint16) % 256
+    pair("sixteen_bit.png", Image.fromarray(deep * 257), Image.fromarray(deep.astype(np.uint8)))
+    pair("picture.bmp", gradient(), gradient())
+    jpeg = folder / "phone.jpg"  # stored sideways, with EXIF Orientation 6: turn 90 degrees clockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    gradient().save(jpeg, exif=exif, quality=95)
+    with Image.open(jpeg) as stored:
+        upright = stored.transpose(Image.Transpose.ROTATE_270)
+    upright.save(folder / "plain_phone.png")
+    pairs.append((jpeg, folder / "plain_phone.png"))
+    return pairs
+
+
+def test_pictures_are_read_as_a_viewer_shows_them(gan, tmp_path):
+    for awkward, plain in awkward_pictures(tmp_path / "awkward"):
+        decoded, reference = gan.read_picture(awkward), gan.read_picture(plain)
+        assert decoded.dtype == torch.uint8 and torch.equal(decoded, reference), awkward.name
+    assert gan.read_picture(tmp_path / "awkward" / "phone.jpg").shape == (3, 24, 16)  # upright
+    assert gan.read_picture(tmp_path / "awkward" / "sixteen_bit.png").max() == 255  # scaled, not clipped
+
+
+def test_a_folder_of_awkward_pictures_trains(gan, tmp_path, monkeypatch, capsys):
+    """16-bit PNGs among 8-bit ones, BMPs, palettes, a symlinked subfolder, a name that is not
+    UTF-8: all read, and a broken one said in words."""
+    awkward_pictures(tmp_path / "data")
+    (tmp_path / "elsewhere").mkdir()
+    gradient().save(tmp_path / "elsewhere" / "linked.png")
+    (tmp_path / "data" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    gradient().save(os.fsdecode(bytes(tmp_path / "data") + b"/caf\xe9.png"))
+    (tmp_path / "data" / "notes.png").write_text("not a picture")
+    monkeypatch.chdir(tmp_path)
+    gan.main([*SMALL, "--dataset=folder", "--data_dir=data", "--batch_size=4", "--max_steps=2",
+              "--image_size=16", "--channels=3", "--out_dir=out"])
+    err = capsys.readouterr().err
+    assert "skipped 1 unreadable pictures of 13; the first: data/notes.png (not a picture)" in err
+    data = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)["run"]["data"]
+    assert data["images"] == 12  # 5 awkward, 5 plain, the linked one and the one named in Latin-1
+
+
+def test_a_truncated_picture_is_said_to_be_truncated(gan, tmp_path, capsys):
+    gradient((64, 64)).save(tmp_path / "whole.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:300])
+    gan.dataset, gan.data_dir, gan.image_size = "folder", str(tmp_path), 8
+    assert len(gan.load_images()) == 1
+    assert f"{tmp_path / 'cut.png'} (truncated)" in capsys.readouterr().err

@@ -1,4 +1,7 @@
-"""In a real Jupyter kernel the grids show inline while training goes on, with no warnings."""
+"""In a real Jupyter kernel the grids show inline while training goes on, with no warnings: through
+%run, import, the whole file pasted into a cell, and its # %% cells run one after another."""
+import re
+
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
@@ -43,3 +46,56 @@ def test_run_and_import_show_grids_inline(tiny_data, tmp_path, monkeypatch):
     assert [o.output_type for o in cells[4].outputs] == ["stream"]  # "wrote 4 samples", no tensor
     assert "wrote 4 samples" in cells[4].outputs[0].text
     assert not list((tmp_path / "a").glob("*_step*.png"))  # shown inline, not saved as files
+
+
+def edited(**constants):
+    """basic_gan.py as a learner leaves it after editing constants at the top of the file."""
+    source = (ROOT / "basic_gan.py").read_text()
+    for name, value in constants.items():
+        source, count = re.subn(rf"^{name} = .*$", f"{name} = {value!r}  # edited", source, flags=re.M)
+        assert count == 1, name
+    return source
+
+
+def small_constants(tiny_data, out_dir):
+    return dict(g_widths=(32, 64), d_widths=(64, 32), z_dim=8, batch_size=16, device="cpu",
+                precision="fp32", epochs=1, info_step=8, data_dir=str(tiny_data), out_dir=out_dir)
+
+
+def test_the_file_pasted_into_one_cell_trains_with_its_edited_constants(tiny_data, tmp_path, monkeypatch):
+    """Colab's first move: the whole file in one cell. No __file__, and the kernel's own -f argv."""
+    monkeypatch.delenv("MPLBACKEND")
+    cells = run_notebook([
+        edited(**small_constants(tiny_data, "pasted")),
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import basic_gan\n"
+        "print(sorted(DEFAULTS) == sorted(basic_gan.DEFAULTS), DEFAULTS['epochs'], epochs, z_dim)",
+        "main(['--help'])",
+    ], tmp_path)
+    images, problems = images_and_problems(cells[0])
+    assert problems == [] and images == 2 * 2 + 1  # two reports, and the last grid
+    assert (tmp_path / "pasted" / "generator.pth").is_file()
+    assert cells[1].outputs[0].text == "True 1 1 8\n"  # no names of the kernel's among the constants
+    help_text = cells[2].outputs[0].text
+    assert "Adam learning rate, for G and D" in help_text and "python basic_gan.py --resume" in help_text
+
+
+def test_main_without_arguments_in_a_kernel_uses_the_file_as_written(tiny_data, tmp_path, monkeypatch):
+    monkeypatch.delenv("MPLBACKEND")
+    (tmp_path / "basic_gan.py").write_text(edited(**small_constants(tiny_data, "imported")))
+    cells = run_notebook(["import basic_gan\nG, D, G_ema = basic_gan.main()\nprint(G.z_dim)"], tmp_path)
+    images, problems = images_and_problems(cells[0])
+    assert problems == [] and images == 2 * 2 + 1
+    assert cells[0].outputs[-1].text.endswith("\n8\n")  # the edited z_dim, not the kernel's -f as an argument
+
+
+def test_the_cells_run_one_after_another(tiny_data, tmp_path, monkeypatch):
+    """VS Code, PyCharm and Jupytext open the # %% cells as a notebook; Run All trains."""
+    monkeypatch.delenv("MPLBACKEND")
+    source = edited(**small_constants(tiny_data, "cells"))
+    cells = re.split(r"^(?=# %%)", source, flags=re.M)
+    assert len(cells) >= 10 and all(c.startswith("# %%") for c in cells[1:])
+    ran = run_notebook(cells, tmp_path)
+    shown = [images_and_problems(cell) for cell in ran]
+    assert all(problems == [] for _, problems in shown)
+    assert sum(images for images, _ in shown) == 2 * 2 + 1  # all in the last cell, which trains
+    assert (tmp_path / "cells" / "generator.pth").is_file()
