@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
-import argparse, ast, contextlib, difflib, gzip, io, linecache, os, re, shlex, signal, threading, zlib
+import argparse, ast, contextlib, difflib, gzip, linecache, os, re, shlex, signal, threading, zlib
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import datasets
 from torchvision.transforms.v2 import functional as TF
@@ -199,7 +199,7 @@ def train(checkpoint=None):
                          f"{checkpoint_left()}", code=1)
                 bar.set_postfix(D=f"{stats['d_loss']:.3f}", G=f"{stats['g_loss']:.3f}", refresh=0)
                 run["recent"].append(stats)
-                if run["step"] % info_step == 0:
+                if run["step"] % run["report_every"] == 0:
                     report(run, writer, G_ema or G, real, opt_g.param_groups[0]["lr"])
                 if STOP or run["step"] == run["last_step"]:
                     break
@@ -239,6 +239,7 @@ def sample_digits(n):
     """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples.png and more."""
     G = load_generator(Path(out_dir) / "generator.pth")
     torch.manual_seed(seed)
+    check_memory(n, 4)  # 4 bytes a float
     images = torch.empty(n, channels, image_size, image_size)
     for chunk in images.split(10_000):  # a chunk at a time, so G's activations stay small
         chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim)).view_as(chunk) + 1) / 2)
@@ -250,6 +251,8 @@ STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops betw
 def training_run(checkpoint):
     """All around the loop: the lock, device, data, models, the run, TensorBoard, Ctrl-C, faults."""
     with only_this_run_in(Path(out_dir)), writing(Path(out_dir) / "runs"):
+        if checkpoint is None:
+            keep_the_run_there()
         dev, prec = pick_device()
         torch.manual_seed(seed)
         torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
@@ -268,7 +271,8 @@ def training_run(checkpoint):
                    autocast=lambda: torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16"))
         cpu = f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else "MPS"
         print(f"training on {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else cpu} in "
-              f"{prec}: {epochs} epochs of {run['steps_per_epoch']} steps")
+              f"{prec}: {epochs} epochs of {run['steps_per_epoch']} steps, a report every "
+              f"{run['report_every']}")
         STOP.clear()
         stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum))
                  for s in (signal.SIGINT, signal.SIGTERM)}
@@ -299,10 +303,12 @@ def build(dev):
     return G, D, make_ema(G) if ema_decay > 0 else None, adam(G), adam(D)
 
 def plan(num_images):
-    """Steps per epoch, the steps the lr schedule spans, and where this command stops."""
-    total = epochs * (num_images // batch_size)
-    return {"steps_per_epoch": num_images // batch_size, "total_steps": total,
-            "last_step": min(total, max_steps or total)}
+    """Steps per epoch, the steps the lr schedule spans, where this command stops, and how often it
+    reports: every info_step, or 3 times in all where that would make fewer than 2 reports."""
+    steps = num_images // batch_size
+    total = epochs * steps
+    return {"steps_per_epoch": steps, "total_steps": total, "last_step": min(total, max_steps or total),
+            "report_every": info_step if total >= 2 * info_step else max(1, total // 3)}
 def log_scalars(run, writer, mean, lr_now):
     """The report's numbers to TensorBoard; images/s counts this process's steps only."""
     seconds, step = time.perf_counter() - run["timer"][0], run["step"]
@@ -445,13 +451,14 @@ def fit(images):
     if side != image_size:
         images = TF.resize(images, [image_size, image_size], antialias=True)
     return images.contiguous()
-def check_memory(count):
-    """Refuse, before decoding, a set that would not fit in half the memory available."""
-    need, free = count * channels * image_size ** 2, available_memory()
+def check_memory(count, size=1):
+    """Refuse, before decoding or drawing, images that would not fit in half the free memory."""
+    need, free = count * channels * image_size ** 2 * size, available_memory()
     if need > free / 2:
-        fits = int((free / 2 / count / channels) ** 0.5)
+        fits = f"--image_size={int((free / 2 / count / channels / size) ** 0.5)}" if size == 1 else \
+            f"--sample={int(free / 2 / need * count)}"
         fail(f"{count} images of {channels} x {image_size} x {image_size} need {need / 1e9:.1f} "
-             f"GB, more than half the {free / 1e9:.1f} GB available: try --image_size={fits}")
+             f"GB, more than half the {free / 1e9:.1f} GB available: try {fits}")
 def available_memory():
     with contextlib.suppress(OSError, TypeError):
         return int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024
@@ -468,11 +475,12 @@ def config():
 
 def atomic_save(obj, path):
     """To a temp file, on to the disk, then renamed: a kill mid-save keeps the old file whole."""
-    data = io.BytesIO()
-    torch.save(obj, data)  # in memory first: a full disk then fails as an OSError that names it
     with writing(path):
-        with open(f"{path}.tmp", "wb") as f:
-            f.write(data.getbuffer())
+        with open(f"{path}.tmp", "wb") as f:  # straight to the file: no second copy in memory
+            try:
+                torch.save(obj, f)
+            except RuntimeError as e:  # torch's zip writer hides a full disk's OSError behind it
+                raise e.__context__ if isinstance(e.__context__, OSError) else e
             f.flush()
             os.fsync(f.fileno())
         os.replace(f"{path}.tmp", path)
@@ -499,7 +507,8 @@ def checkpoint_left():
 def only_this_run_in(folder):
     """One run a folder. The OS lock dies with its process, so a killed run leaves none behind."""
     made = [p for p in (folder, *folder.parents) if not p.exists()]
-    folder.mkdir(parents=True, exist_ok=True)
+    with writing(folder):  # /proc/x, say: the OS says no in one line
+        folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".lock", "a+") as lock:
         try:
             import fcntl  # Windows has none, and there no lock is taken
@@ -557,6 +566,14 @@ def save_checkpoint(parts, run):
                  **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
                  "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
                 Path(out_dir) / "checkpoint.pt")
+def keep_the_run_there():
+    """A new run never replaces another one's weights: it is refused, with the two ways on."""
+    there = [name for name in ("checkpoint.pt", "generator.pth") if (Path(out_dir) / name).exists()]
+    free = next(f"{out_dir}_{i}" for i in range(2, 10**6) if not Path(f"{out_dir}_{i}").exists())
+    if there:
+        fail(f"{out_dir} holds a run ({there[0]}) that a new one would replace: go on with it with "
+             f"{resume_command()}, or start the new one with --out_dir={shlex.quote(free)}")
+
 def restore_config(overrides):
     """--resume: the run's constants, then the command line's; None if it has nothing to do."""
     path = Path(out_dir) / "checkpoint.pt"
@@ -617,7 +634,8 @@ def parse_args(argv):
         return text
     for key, default in DEFAULTS.items():
         flag = type(default) is bool  # a bare --resume means --resume=True
-        parser.add_argument(f"--{key}", type=str if type(default) is str else literal, metavar="",
+        parser.add_argument(f"--{key}", type=str if type(default) is str else literal,
+                            metavar="BOOL" if flag else "",
                             nargs="?" if flag else None, const=True if flag else None,
                             help=f"{comments.get(key, '')} (default: {default!r})")
     argv = [re.sub(r"^--(\w[\w-]*)", lambda m: "--" + m[1].replace("-", "_"), a) for a in argv]
@@ -646,7 +664,7 @@ RULES = [  # (constants, a test each must pass, what it must be), for the file a
     (("g_widths", "d_widths"), lambda v: type(v) is tuple and v and all(integer(w) for w in v)
      and min(v) > 0, "a non-empty tuple of ints > 0, like (64, 128)"),
     (("resume",), lambda v: type(v) is bool, "True or False"),
-    (("data_dir", "out_dir"), lambda v: type(v) is str, "a folder, in quotes"),
+    (("data_dir", "out_dir"), lambda v: type(v) is str and v.strip() != "", "a folder, in quotes"),
     (("device",), lambda v: v in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", str(v)),
      "one of auto, cpu, cuda, mps"),
     (("precision",), lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
@@ -672,7 +690,9 @@ def check_config():
     out = Path(out_dir).absolute()
     existing = next(p for p in (out, *out.parents) if p.exists())  # the folder it will be made in
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        fail(f"out_dir {out_dir!r} is not writable (checked {existing})")
+        fail(f"out_dir {out_dir!r} is not writable (checked {existing})" + (": to draw from it, "
+             "copy its generator.pth to a folder you can write to, and set --out_dir to that"
+             if sample else ""))
 
 def main(argv=None):
     """The constants (the file's, a resumed run's, the command line's), then sample or train."""

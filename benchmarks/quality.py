@@ -144,10 +144,17 @@ def score(model, images, ref_feats):
 def load_samples(path, n, seed):
     """Samples in [0, 1] from a generator.pth, or a samples.pt as --sample writes it."""
     if str(path).endswith(".pth"):
-        G = basic_gan.load_generator(path)
+        G = basic_gan.load_generator(path)  # which sets basic_gan's channels and image_size to G's
+        shape = (basic_gan.channels, basic_gan.image_size, basic_gan.image_size)
         torch.manual_seed(seed)
-        return (basic_gan.generate(G, torch.randn(n, G.z_dim)).view(n, 1, 28, 28) + 1) / 2
-    return torch.load(path, map_location="cpu", weights_only=True).float().view(-1, 1, 28, 28)[:n]
+        samples = (basic_gan.generate(G, torch.randn(n, G.z_dim)).view(n, *shape) + 1) / 2
+    else:
+        samples = torch.load(path, map_location="cpu", weights_only=True).float()[:n]
+    if tuple(samples.shape[1:]) != (1, 28, 28):
+        what = " x ".join(map(str, samples.shape[1:]))
+        fail(f"{path} draws {what} images; the scoring CNN reads 1 x 28 x 28 ones (MNIST, "
+             f"Fashion-MNIST). Train with --channels=1 --image_size=28 to score it here")
+    return samples
 
 
 def plot_shares(shares, path):

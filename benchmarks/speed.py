@@ -11,7 +11,7 @@ Both use the same Generator/Discriminator widths, batch size and number of steps
 The rounds alternate between the two and the best of each is kept, since this machine is noisy.
 It also times the data path alone and each precision: fp32, and bf16 (a few steps only, where the
 CPU lacks native bf16, to show why basic_gan never picks it there).
-Data: --data_dir (a torchvision MNIST root); else the real test digits in ../shared tiled to 60k;
+Data: --data_dir (a folder of IDX files, or a torchvision MNIST root); else the real test digits in ../shared tiled to 60k;
 else random pixels (timings do not depend on the pixels).
 """
 import argparse
@@ -34,6 +34,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 import basic_gan  # noqa: E402
 from idx import real_mnist_root, write_dataset  # noqa: E402
+
+
+def fail(message):
+    print(f"speed.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def textbook_loader(root):
@@ -135,8 +140,13 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        fail(f"--device={args.device}, but torch sees no CUDA GPU here: leave it out, or pass --device=cpu")
+    if args.data_dir and not any(basic_gan.find_idx(d) for d in (args.data_dir, Path(args.data_dir, "MNIST", "raw"))):
+        fail(f"{args.data_dir} holds no train-images-idx3-ubyte(.gz): speed.py times 28 x 28 digits, from a "
+             f"folder of IDX files or a torchvision MNIST root, not a folder of pictures")
     root = None if args.data_dir else real_mnist_root(tmp.name)
-    if args.data_dir:  # any form basic_gan reads, rewritten as the MNIST root the textbook loader wants
+    if args.data_dir:  # any IDX form basic_gan reads, rewritten as the MNIST root the textbook loader wants
         basic_gan.data_dir = args.data_dir
         images = basic_gan.load_digits("train")
         labelled = lambda x: (x, torch.zeros(len(x), dtype=torch.uint8))

@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -45,7 +46,7 @@ def gan(monkeypatch):
 
 
 def start_script(*args, cwd, script="basic_gan.py"):
-    """Start a script of the repo as a user would, from `cwd`."""
+    """Start a script of the repo (or a path) as a user would, from `cwd`."""
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     return subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -70,7 +71,21 @@ def same_state(a, b):
     return torch.equal(a, b) if isinstance(a, torch.Tensor) else a == b
 
 
-def run_all(cases):
+def run_all(cases, script=lambda cwd: "basic_gan.py"):
     """Run several (args, cwd) at once: most of each run is importing torch, which is one core's work."""
-    procs = [start_script(*args, cwd=cwd) for args, cwd in cases]
+    procs = [start_script(*args, cwd=cwd, script=script(cwd)) for args, cwd in cases]
     return [finish(p) for p in procs]
+
+
+def edited(**constants):
+    """basic_gan.py as a learner leaves it after editing constants at the top of the file."""
+    source = (ROOT / "basic_gan.py").read_text()
+    for name, value in constants.items():
+        text = value if isinstance(value, Code) else repr(value)
+        source, count = re.subn(rf"^{name} = .*$", f"{name} = {text}  # edited", source, flags=re.M)
+        assert count == 1, name
+    return source
+
+
+class Code(str):
+    """A constant's value as the learner types it, e.g. Code("(256)"), not as repr() writes it."""

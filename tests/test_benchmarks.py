@@ -60,3 +60,27 @@ def test_speed_takes_a_folder_of_idx_files(tiny_data, monkeypatch):
     monkeypatch.setattr(basic_gan, "device", basic_gan.device)
     results = speed.main([f"--data_dir={tiny_data}", "--steps=2", "--rounds=1", "--device=cpu"])
     assert {"textbook", "basic_gan fp32"} <= set(results) and all(v > 0 for v in results.values())
+
+
+def test_quality_says_in_one_line_what_it_can_score(blobs, tmp_path, capsys):
+    torch.save(torch.rand(1000, 3, 32, 32), tmp_path / "colour.pt")
+    with pytest.raises(SystemExit) as exit_:
+        quality.main([str(tmp_path / "colour.pt"), *blobs[1]])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1
+    assert "draws 3 x 32 x 32 images; the scoring CNN reads 1 x 28 x 28 ones" in err
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--device=cuda"], "torch sees no CUDA GPU here"),
+    (["--data_dir=pictures"], "holds no train-images-idx3-ubyte(.gz): speed.py times 28 x 28 digits"),
+])
+def test_speed_refuses_what_it_cannot_time_in_one_line(tmp_path, monkeypatch, capsys, args, message):
+    import speed
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pictures").mkdir()
+    with pytest.raises(SystemExit) as exit_:
+        speed.main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1

@@ -1,11 +1,12 @@
 """The constants block and the command line generated from it."""
 import gzip
 import math
+import os
 
 import pytest
 import torch
 
-from conftest import SMALL, run_all
+from conftest import SMALL, Code, edited, run_all
 from idx import fake_digits, idx_bytes
 
 
@@ -105,6 +106,7 @@ def test_help_lists_constants_with_comments(gan, capsys):
         line = next(line for line in out.splitlines() if line.strip().startswith(f"--{name} "))
         assert f"(default: {default!r})" in line
     assert "passes over the 60k training images" in out and "Adam learning rate, for G and D" in out
+    assert "--resume [BOOL] " in out and "[]" not in out  # not an empty list as the value
 
 
 BAD_INPUTS = [
@@ -176,3 +178,39 @@ def test_cuda_asked_for_without_a_gpu(gan, tmp_path, capsys, monkeypatch):
     assert exit_.value.code == 2 and "torch sees no CUDA GPU" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
+
+
+FILE_EDITS = [  # (constants as typed into the file, the one line it gets, or None where it trains)
+    ({"g_widths": Code("(256)")}, "g_widths must be a non-empty tuple of ints > 0, like (64, 128), got 256"),
+    ({"epochs": Code("2.5")}, "epochs must be an int > 0, got 2.5"),
+    ({"seed": Code("None")}, "seed must be an int in [-2**63, 2**64), torch's, got None"),
+    ({"lr": Code("'4e-4'")}, "lr must be a finite number > 0, got '4e-4'"),
+    ({"g_widths": Code("[32, 64]")}, None),  # a list where a tuple is meant
+    ({"out_dir": "~/gan_runs"}, None),        # ~ is the home folder
+]
+
+
+def test_constants_edited_in_the_file_are_checked_like_the_command_line(tiny_data, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    cases = []
+    for i, (constants, _) in enumerate(FILE_EDITS):
+        (tmp_path / str(i)).mkdir()
+        (tmp_path / str(i) / "basic_gan.py").write_text(edited(**{"out_dir": "out", **constants}))
+        cases.append((["--max_steps=2", "--d_widths=(32,)", "--z_dim=8", "--batch_size=16", "--device=cpu",
+                       f"--data_dir={tiny_data}", *([] if "g_widths" in constants else ["--g_widths=(32,)"])],
+                      tmp_path / str(i)))
+    os.environ["HOME"], old_home = str(home), os.environ["HOME"]
+    try:
+        results = run_all(cases, script=lambda cwd: cwd / "basic_gan.py")
+    finally:
+        os.environ["HOME"] = old_home
+    for (constants, message), result in zip(FILE_EDITS, results):
+        if message:
+            assert result.returncode == 2 and result.stderr == f"basic_gan.py: error: {message}\n", result.stderr
+        else:
+            assert result.returncode == 0, result.stderr
+    listed = run_all([(["--sample=4", "--out_dir=out"], tmp_path / "4"), (["--help"], tmp_path / "4")],
+                     script=lambda cwd: cwd / "basic_gan.py")
+    assert listed[0].returncode == 0 and "--g_widths " in listed[1].stdout  # still an option
+    assert (home / "gan_runs" / "generator.pth").is_file() and not (tmp_path / "5" / "~").exists()

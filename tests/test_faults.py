@@ -132,7 +132,7 @@ def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan,
     while "training on" not in first.stdout.readline():
         assert first.poll() is None, first.stderr.read()
     second = run_script(*args, cwd=tmp_path)
-    assert second.returncode == 2, second.stderr
+    assert second.returncode == 2 and second.stdout == "", second.stderr  # refused before any data
     assert second.stderr.strip() == (f"basic_gan.py: error: out is in use by another run (process "
                                      f"{first.pid}): let it finish, stop it, or set another --out_dir")
     assert len(list((tmp_path / "out" / "runs").iterdir())) == 1  # only the first run's
@@ -143,17 +143,18 @@ def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan,
     assert load(tmp_path / "out" / "samples.pt").shape == (4, 1, 28, 28)
     first.send_signal(signal.SIGKILL)
     first.wait()
-    gan.main([*SMALL, "--max_steps=3", f"--data_dir={tiny_data}", "--out_dir=out"])  # no lock left
-    assert load(tmp_path / "out" / "checkpoint.pt")["run"]["step"] == 3
+    step = load(tmp_path / "out" / "checkpoint.pt")["run"]["step"]
+    gan.main(["--resume", "--out_dir=out", f"--max_steps={step + 3}"])  # no lock left behind
+    assert load(tmp_path / "out" / "checkpoint.pt")["run"]["step"] == step + 3
 
 
 def test_the_folder_is_free_again_after_main_returns_or_fails(gan, tiny_data, tmp_path, monkeypatch):
-    args = [*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"]
-    gan.main(args)
+    gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
     real_step = gan.train_step
     monkeypatch.setattr(gan, "train_step", lambda *a: {"d_loss": float("nan"), "g_loss": 0.0})
+    go_on = ["--resume", f"--out_dir={tmp_path}", "--max_steps=4"]
     with pytest.raises(SystemExit):
-        gan.main(args)  # fails inside the loop, holding the folder
+        gan.main(go_on)  # fails inside the loop, holding the folder
     monkeypatch.setattr(gan, "train_step", real_step)
-    G, _, _ = gan.main(args)  # as the next notebook cell would
-    assert G is not None and load(tmp_path / "checkpoint.pt")["run"]["step"] == 2
+    G, _, _ = gan.main(go_on)  # as the next notebook cell would
+    assert G is not None and load(tmp_path / "checkpoint.pt")["run"]["step"] == 4

@@ -8,7 +8,7 @@ nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-from conftest import ROOT, SMALL  # noqa: E402
+from conftest import ROOT, SMALL, edited  # noqa: E402
 
 
 def run_notebook(cells, cwd):
@@ -46,15 +46,6 @@ def test_run_and_import_show_grids_inline(tiny_data, tmp_path, monkeypatch):
     assert [o.output_type for o in cells[4].outputs] == ["stream"]  # "wrote 4 samples", no tensor
     assert "wrote 4 samples" in cells[4].outputs[0].text
     assert not list((tmp_path / "a").glob("*_step*.png"))  # shown inline, not saved as files
-
-
-def edited(**constants):
-    """basic_gan.py as a learner leaves it after editing constants at the top of the file."""
-    source = (ROOT / "basic_gan.py").read_text()
-    for name, value in constants.items():
-        source, count = re.subn(rf"^{name} = .*$", f"{name} = {value!r}  # edited", source, flags=re.M)
-        assert count == 1, name
-    return source
 
 
 def small_constants(tiny_data, out_dir):

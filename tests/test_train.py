@@ -294,3 +294,67 @@ def test_a_large_sample_is_drawn_in_chunks_with_a_preview_a_person_can_look_at(g
     assert Image.open(run / "samples.png").size == (482, 482)  # the first 256: 16 x 16
     out = capsys.readouterr().out
     assert f"wrote 20001 samples to {run}/samples.pt (62.7 MB), the first 256 to samples.png" in out
+
+
+def test_a_new_run_never_replaces_another_one(gan, trained, tiny_data, tmp_path, monkeypatch, capsys):
+    """Running the script twice in one folder is the most natural thing a learner does."""
+    run = copy_of(trained[0], tmp_path)
+    files = lambda: {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+    before = files()
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--sample=0"], ["--resume=False", "--epochs=1"]):
+        with pytest.raises(SystemExit) as exit_:
+            gan.main([*RUN, f"--data_dir={tiny_data}", "--out_dir=run", *extra])
+        err = capsys.readouterr()
+        assert exit_.value.code == 2 and err.out == "" and err.err.count("\n") == 1, err
+        assert ("run holds a run (checkpoint.pt) that a new one would replace: go on with it with python "
+                "basic_gan.py --resume --out_dir=run, or start the new one with --out_dir=run_2") in err.err
+    assert files() == before  # the weights too
+    (tmp_path / "run_2").mkdir()
+    with pytest.raises(SystemExit):
+        gan.main([*RUN, f"--data_dir={tiny_data}", "--out_dir=run"])
+    assert "--out_dir=run_3" in capsys.readouterr().err  # a folder that is free
+    gan.main([*RUN, f"--data_dir={tiny_data}", "--out_dir=run_3"])
+    assert load(tmp_path / "run_3" / "checkpoint.pt")["run"]["step"] == 32
+
+
+@pytest.mark.parametrize("args, reports", [
+    (["--epochs=1"], [5, 10, 15]),                 # 16 steps, info_step 500: 3 reports, not none
+    (["--epochs=40", "--batch_size=256"], [13, 26, 39]),  # 1 step an epoch, as in a small folder
+    (["--epochs=2", "--info_step=16"], [16, 32]),  # 2 reports as asked: info_step holds
+])
+def test_a_short_run_shows_a_few_reports(gan, tiny_data, tmp_path, capsys, args, reports):
+    gan.main([*SMALL, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", *args])
+    out = capsys.readouterr().out
+    assert [int(line.split(":")[0][5:]) for line in out.splitlines() if line.startswith("step ")] == reports
+    assert f"a report every {reports[0]}" in out
+    assert (tmp_path / "progress.png").is_file() and (tmp_path / "losses.png").is_file()
+
+
+def test_a_sample_too_big_for_memory_is_refused_in_one_line(gan, trained, tmp_path, capsys):
+    run = copy_of(trained[0], tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        gan.main(["--sample=99999999999999", f"--out_dir={run}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.count("\n") == 1 and "99999999999999 images of 1 x 28 x 28 need" in err
+    assert "try --sample=" in err and not (run / "samples.pt").exists()
+
+
+@pytest.mark.parametrize("out_dir, message, code", [
+    ("", "out_dir must be a folder, in quotes, got ''", 2),        # not the current folder
+    ("/proc/x", "could not write /proc/x: No such file or directory", 1),
+])
+def test_odd_out_dirs_get_one_line(gan, tiny_data, tmp_path, monkeypatch, capsys, out_dir, message, code):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        gan.main([*SMALL, f"--data_dir={tiny_data}", f"--out_dir={out_dir}"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == code and message in err and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_run_you_cannot_write_to_says_how_to_draw_from_it(gan, trained, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gan.os, "access", lambda path, mode: False)  # as a read-only folder would say
+    with pytest.raises(SystemExit):
+        gan.main(["--sample=4", f"--out_dir={trained[0]}"])
+    assert "copy its generator.pth to a folder you can write to" in capsys.readouterr().err
