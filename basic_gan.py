@@ -329,6 +329,8 @@ def end_of_epoch(models, run, writer):
         raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
     return run["step"] == run["last_step"]
 def resume_command():
+    if in_notebook():
+        return f"basic_gan.main(['--resume', '--out_dir={out_dir}'])"
     return f"python basic_gan.py --resume --out_dir={shlex.quote(out_dir)}"
 
 def finish(run, G):
@@ -711,9 +713,18 @@ def main(argv=None):
         check_config()  # again, where a resumed run's constants came back
         if not resume or checkpoint:
             return train(checkpoint)
-    except SystemExit:
-        if "IPython" not in sys.modules or sys.modules["IPython"].get_ipython() is None:
-            raise  # a script's exit code; a notebook shows the one line only
+    except SystemExit as e:
+        if not in_notebook():
+            raise  # a script's exit code
+        if e.code:  # a notebook: the cell stops there, with the one line and no traceback
+            raise Stopped(e.code) from None
+
+class Stopped(Exception):
+    def _render_traceback_(self):  # what IPython shows instead of a traceback: nothing more
+        return []
+
+def in_notebook():
+    return "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None
 
 # %% run it: python basic_gan.py, %run basic_gan.py, or this cell in a notebook
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision import datasets, transforms
 
-from idx import fake_digits, idx_bytes, write_idx
+from idx import fake_digits, idx_bytes, write_dataset, write_idx
 
 
 def test_read_idx_plain_and_gzipped(gan, tmp_path):
@@ -96,3 +96,16 @@ def test_torchvision_layout_with_real_digits(gan, real_root):
     # the same pixels the textbook ToTensor pipeline sees
     reference = datasets.MNIST(str(real_root), train=True, transform=transforms.ToTensor())
     assert torch.equal(gan.to_model_range(images[:1]), reference[0][0].view(1, -1) * 2 - 1)
+
+
+def test_gzipped_files_in_the_torchvision_folder_are_read_as_they_are(gan, tmp_path, capsys):
+    """As the README says, offline: the four .gz files in data/MNIST/raw. torchvision would check
+    their md5 against MNIST's own and call them missing; they are read, or called corrupt."""
+    raw = write_dataset(tmp_path / "data" / "MNIST" / "raw", fake_digits(40), fake_digits(10))
+    gan.data_dir = str(tmp_path / "data")
+    assert torch.equal(gan.load_images("train")[:, 0], fake_digits(40)[0])
+    (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b broken")
+    with pytest.raises(SystemExit):
+        gan.load_images("train")
+    err = capsys.readouterr().err
+    assert f"{raw}/train-images-idx3-ubyte.gz is unreadable or corrupt" in err and "downloaded" not in err

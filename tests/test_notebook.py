@@ -13,7 +13,8 @@ from conftest import ROOT, SMALL, edited  # noqa: E402
 
 def run_notebook(cells, cwd):
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(cwd)}}).execute()
     return nb.cells
 
 
@@ -32,17 +33,24 @@ def test_run_and_import_show_grids_inline(tiny_data, tmp_path, monkeypatch):
         f"import sys; sys.path.insert(0, {str(ROOT)!r})\nimport basic_gan\n"
         f"G, D, G_ema = basic_gan.main({[*args, '--out_dir=b']!r})",
         "import matplotlib.pyplot as plt; print(len(plt.get_fignums()), 'open figures')",
-        "basic_gan.main(['--epoch=3'])",
+        "basic_gan.main(['--epoch=3'])\nprint('not reached')",
         "basic_gan.main(['--sample=4', '--out_dir=b'])",
+        "G, D, G_ema = basic_gan.main(['--out_dir=b'])",  # b holds a run: refused, and no TypeError
+        "print(basic_gan.resume_command())",
     ], tmp_path)
     for cell in cells[:2]:
         images, problems = images_and_problems(cell)
         assert problems == []
         assert images == 2 * 2 + 1  # a fake and a real grid per report, and the last fake grid
     assert "0 open figures" in cells[2].outputs[0].text
-    # An error is its one line: no SystemExit traceback, no IPython "To exit: use 'exit'" warning.
-    assert [(o.output_type, o.get("name"), o.get("text")) for o in cells[3].outputs] == [
-        ("stream", "stderr", "basic_gan.py: error: unknown option --epoch; did you mean --epochs?\n")]
+    # An error is its one line, and the cell stops there: no SystemExit traceback, no IPython
+    # "To exit: use 'exit'" warning, and no TypeError where the cell unpacks what main() returns.
+    assert [(o.output_type, o.get("name"), o.get("text"), o.get("traceback")) for o in cells[3].outputs] == [
+        ("stream", "stderr", "basic_gan.py: error: unknown option --epoch; did you mean --epochs?\n", None),
+        ("error", None, None, [])]
+    assert [o.output_type for o in cells[5].outputs] == ["stream", "error"]
+    assert "b holds a run (checkpoint.pt)" in cells[5].outputs[0].text and cells[5].outputs[1].traceback == []
+    assert cells[6].outputs[0].text == "basic_gan.main(['--resume', '--out_dir=b'])\n"  # not the shell's form
     assert [o.output_type for o in cells[4].outputs] == ["stream"]  # "wrote 4 samples", no tensor
     assert "wrote 4 samples" in cells[4].outputs[0].text
     assert not list((tmp_path / "a").glob("*_step*.png"))  # shown inline, not saved as files

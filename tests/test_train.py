@@ -134,19 +134,28 @@ def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, 
         assert same_state(whole["run"][key], resumed["run"][key]), key
 
 
-def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(gan, tiny_data, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("bad_from, message, saved", [
+    (20, "step 21: the loss is not finite", 16),  # after the first epoch's checkpoint
+    (2, "step 3: the loss is not finite", None),  # before there is any
+])
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(gan, tiny_data, tmp_path, monkeypatch, capsys,
+                                                             bad_from, message, saved):
     real_step = gan.train_step
 
     def step_that_breaks(*args):
         stats = real_step(*args)
-        return {k: v * float("nan") for k, v in stats.items()} if args[6] >= 20 else stats
+        return {k: v * float("nan") for k, v in stats.items()} if args[6] >= bad_from else stats
 
     monkeypatch.setattr(gan, "train_step", step_that_breaks)
     with pytest.raises(SystemExit) as exit_:
         gan.main([*RUN, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
     err = capsys.readouterr().err
-    assert exit_.value.code == 1 and "step 21: the loss is not finite" in err
-    assert load(tmp_path / "checkpoint.pt")["run"]["step"] == 16  # the end of epoch 1, not the bad state
+    assert exit_.value.code == 1 and message in err
+    if saved:  # the end of epoch 1, not the bad state
+        assert load(tmp_path / "checkpoint.pt")["run"]["step"] == saved and f"(step {saved}) is intact" in err
+    else:  # and it says so, rather than name a file that is not there
+        assert f"There is no intact {tmp_path}/checkpoint.pt to resume from" in err
+        assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def make_it_old(path):
@@ -230,7 +239,7 @@ def test_a_finished_run_says_so_and_writes_nothing_then_trains_longer(gan, train
     out = capsys.readouterr().out
     assert "run has finished its 2 epochs (32 steps)" in out
     assert "python basic_gan.py --resume --out_dir=run --epochs=4" in out
-    assert "saved" not in out and snapshot(run) == before
+    assert "saved" not in out and "resuming" not in out and snapshot(run) == before
     moved = shutil.copytree(tiny_data, tmp_path / "moved")  # the same data, in another place
     gan.main(["--resume", "--out_dir=run", "--epochs=3", f"--data_dir={moved}"])  # the plan may grow
     assert "3 epochs of 16 steps" in capsys.readouterr().out
@@ -333,11 +342,12 @@ def test_a_short_run_shows_a_few_reports(gan, tiny_data, tmp_path, capsys, args,
 
 def test_a_sample_too_big_for_memory_is_refused_in_one_line(gan, trained, tmp_path, capsys):
     run = copy_of(trained[0], tmp_path)
+    before = snapshot(run)
     with pytest.raises(SystemExit) as exit_:
         gan.main(["--sample=99999999999999", f"--out_dir={run}"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1 and "99999999999999 images of 1 x 28 x 28 need" in err
-    assert "try --sample=" in err and not (run / "samples.pt").exists()
+    assert "try --sample=" in err and snapshot(run) == before
 
 
 @pytest.mark.parametrize("out_dir, message, code", [
