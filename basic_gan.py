@@ -411,10 +411,17 @@ def load_folder(folder):
     """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
     if not folder.is_dir():
         fail(f"data_dir {folder} does not exist: point --data_dir at a folder of pictures")
-    paths = sorted(Path(root, name) for root, _, names in os.walk(folder, followlinks=True)
-                   for name in names if Path(name).suffix.lower() in PICTURES)
+    paths, seen, unread = [], set(), []
+    for root, folders, names in os.walk(folder, followlinks=True, onerror=unread.append):
+        if os.path.realpath(root) in seen:  # a link back up: read already, and it would loop
+            folders[:] = []
+            continue
+        seen.add(os.path.realpath(root))
+        paths += [Path(root, name) for name in names if Path(name).suffix.lower() in PICTURES]
+    paths.sort()
     if not paths:
-        fail(f"{folder} holds no pictures ({', '.join(PICTURES)}), in it or in its subfolders")
+        fail(f"{unread[0].filename} cannot be read ({unread[0].strerror})" if unread else
+             f"{folder} holds no pictures ({', '.join(PICTURES)}), in it or in its subfolders")
     check_memory(len(paths))
     images, broken = [], []
     for path in tqdm(paths, desc=f"decoding {len(paths)} pictures", leave=False):

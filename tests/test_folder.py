@@ -191,6 +191,7 @@ def test_a_folder_of_awkward_pictures_trains(gan, tmp_path, monkeypatch, capsys)
     (tmp_path / "elsewhere").mkdir()
     gradient().save(tmp_path / "elsewhere" / "linked.png")
     (tmp_path / "data" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "data" / "loop").symlink_to(tmp_path / "data", target_is_directory=True)  # read once
     gradient().save(os.fsdecode(bytes(tmp_path / "data") + b"/caf\xe9.png"))
     (tmp_path / "data" / "notes.png").write_text("not a picture")
     monkeypatch.chdir(tmp_path)
@@ -208,3 +209,14 @@ def test_a_truncated_picture_is_said_to_be_truncated(gan, tmp_path, capsys):
     gan.dataset, gan.data_dir, gan.image_size = "folder", str(tmp_path), 8
     assert len(gan.load_images()) == 1
     assert f"{tmp_path / 'cut.png'} (truncated)" in capsys.readouterr().err
+
+
+def test_a_folder_that_cannot_be_read_says_so(gan, tmp_path, monkeypatch, capsys):
+    def walk(top, onerror, **_):  # what os.walk does where the OS says no (as root, chmod will not)
+        onerror(PermissionError(13, "Permission denied", str(top)))
+        return iter(())
+    monkeypatch.setattr(gan.os, "walk", walk)
+    gan.dataset, gan.data_dir = "folder", str(tmp_path)
+    with pytest.raises(SystemExit):
+        gan.load_images()
+    assert f"{tmp_path} cannot be read (Permission denied)" in capsys.readouterr().err
