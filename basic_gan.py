@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
+# and for the plumbing below the story
 import argparse, ast, contextlib, difflib, gzip, linecache, os, re, shlex, signal, threading, zlib
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import datasets
