@@ -82,9 +82,8 @@ def load_images(split="train"):
     return fit(load_digits(split).unsqueeze(1))  # 28 x 28 gray, or as image_size and channels ask
 
 def make_dataloader(images, epoch, start=0):
-    """One epoch of batches from batch `start` on, shuffled by (seed, epoch): a resumed epoch replays
-    its order from two numbers. The sampler hands the DataLoader a batch of indices at a time
-    (batch_size=None): one gather a batch, no Python per image. A last partial batch is dropped."""
+    """One epoch of batches from batch `start` on, shuffled by (seed, epoch) so a resume replays it.
+    The sampler hands over a batch of indices at a time: one gather a batch, no Python per image."""
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(hash((seed, epoch))))
     batches = order[: len(images) // batch_size * batch_size].view(-1, batch_size)[start:]
     return DataLoader(TensorDataset(images), sampler=batches.to(images.device), batch_size=None,

@@ -220,3 +220,18 @@ def test_a_folder_that_cannot_be_read_says_so(gan, tmp_path, monkeypatch, capsys
     with pytest.raises(SystemExit):
         gan.load_images()
     assert f"{tmp_path} cannot be read (Permission denied)" in capsys.readouterr().err
+
+
+def test_a_picture_the_os_will_not_open_is_said_in_words(gan, tmp_path, monkeypatch, capsys):
+    for name in ("a.png", "locked.png"):
+        gradient().save(tmp_path / name)
+    read = gan.read_picture
+
+    def as_a_locked_file_would(path):  # as root, chmod 000 still opens: say what the OS would
+        if path.name == "locked.png":
+            raise PermissionError(13, "Permission denied", str(path))
+        return read(path)
+    monkeypatch.setattr(gan, "read_picture", as_a_locked_file_would)
+    gan.dataset, gan.data_dir, gan.image_size = "folder", str(tmp_path), 8
+    assert len(gan.load_images()) == 1
+    assert f"{tmp_path / 'locked.png'} (permission denied)" in capsys.readouterr().err
