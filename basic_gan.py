@@ -143,8 +143,8 @@ def r1_penalty(real, real_logits):
 
 def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
     # What to watch: D(x) and D(G(z)), D's mean belief that real and fake digits are real. Healthy:
-    # both near 0.5, D(x) a little higher (the defaults: 0.51 and 0.49 from step 500 on): D can
-    # barely tell them apart. D wins outright when D(x) -> 1 and D(G(z)) -> 0 for good: its loss
+    # both near 0.5, D(x) a little higher (the defaults: 0.51 and 0.49, 0.55 and 0.45 at the end):
+    # D can barely tell them apart. D wins outright when D(x) -> 1 and D(G(z)) -> 0 for good: its loss
     # falls to 0, G's climbs, the fakes stop improving. G collapses when the fakes show one digit.
     z = torch.randn(len(real), z_dim, device=real.device)
     use_r1 = r1_gamma > 0 and step % r1_every == 0
