@@ -119,18 +119,9 @@ class Discriminator(nn.Module):
     def forward(self, x):
         return self.net(x)
 
-@torch.no_grad()
-def ema_update(ema_tensors, tensors, num_averaged):
-    """Move the average towards G. It spans about the last quarter of the steps so far, so it
-    keeps up with a G that still changes fast, and at most about 1 / (1 - ema_decay) steps."""
-    decay = torch.clamp((1 + num_averaged) / (5 + num_averaged), max=ema_decay)
-    if ema_tensors[0].is_floating_point():  # AveragedModel passes one dtype at a time
-        torch._foreach_lerp_(ema_tensors, tensors, 1 - decay)  # one call for all of G's weights
-    else:  # BatchNorm's step counters are copied
-        torch._foreach_copy_(ema_tensors, tensors)
-
 def make_ema(G):
-    # use_buffers: BatchNorm's running statistics are averaged too, so it samples in eval mode.
+    """A running average of G's weights (ema_update, below, moves it): it draws the better digits.
+    use_buffers: BatchNorm's running statistics are averaged too, so it samples in eval mode."""
     return AveragedModel(G, multi_avg_fn=ema_update, use_buffers=True).requires_grad_(False)
 
 # %% one training step: D learns to tell real from fake, then G learns to fool D
@@ -285,6 +276,16 @@ def training_run(checkpoint):
         finally:
             for s, handler in stops.items():
                 signal.signal(s, handler)
+
+@torch.no_grad()
+def ema_update(ema_tensors, tensors, num_averaged):
+    """Move the average towards G. It spans about the last quarter of the steps so far, so it
+    keeps up with a G that still changes fast, and at most about 1 / (1 - ema_decay) steps."""
+    decay = torch.clamp((1 + num_averaged) / (5 + num_averaged), max=ema_decay)
+    if ema_tensors[0].is_floating_point():  # AveragedModel passes one dtype at a time
+        torch._foreach_lerp_(ema_tensors, tensors, 1 - decay)  # one call for all of G's weights
+    else:  # BatchNorm's step counters are copied
+        torch._foreach_copy_(ema_tensors, tensors)
 
 def pick_device():
     # bf16 only on a CPU that has it natively: on an AVX2-only CPU a bf16 step is ~25x slower.
