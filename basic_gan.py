@@ -288,8 +288,7 @@ def ema_update(ema_tensors, tensors, num_averaged):
         torch._foreach_copy_(ema_tensors, tensors)
 
 def pick_device():
-    # bf16 only on a CPU that has it natively: on an AVX2-only CPU a bf16 step is ~25x slower.
-    # GPUs get fp32 with TF32 matmuls: no bf16 GPU path was measured.
+    # bf16 only where a CPU has it natively (AVX2 steps ~25x slower in it); GPUs: fp32 with TF32
     mps = torch.backends.mps.is_available()
     auto = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
     dev = torch.device(auto if device == "auto" else device)
@@ -465,10 +464,10 @@ def check_memory(count, size=1):
     """Refuse, before decoding or drawing, images that would not fit in half the free memory."""
     need, free = count * channels * image_size ** 2 * size, available_memory()
     if need > free / 2:
-        fits = f"--image_size={int((free / 2 / count / channels / size) ** 0.5)}" if size == 1 else \
-            f"--sample={int(free / 2 / need * count)}"
+        side = int((free / 2 / count / channels) ** 0.5)  # what would fit
+        fits = f"sample={int(free / 2 / need * count)}" if size > 1 else f"image_size={side}"
         fail(f"{count} images of {channels} x {image_size} x {image_size} need {need / 1e9:.1f} "
-             f"GB, more than half the {free / 1e9:.1f} GB available: try {fits}")
+             f"GB, more than half the {free / 1e9:.1f} GB available: try --{fits}")
 def available_memory():
     with contextlib.suppress(OSError, TypeError):
         return int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024
@@ -530,8 +529,7 @@ def only_this_run_in(folder):
             fail(f"{folder} is in use by another run (process {lock.read() or '?'}): let it "
                  f"finish, stop it, or set another --out_dir")
         lock.truncate(0)
-        lock.write(str(os.getpid()))
-        lock.flush()
+        print(os.getpid(), file=lock, end="", flush=True)
         for tmp in folder.glob("*.tmp"):  # a hard kill mid-save left it; its file is whole
             tmp.unlink()
         try:
@@ -576,8 +574,7 @@ def save_checkpoint(parts, run):
                  **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
                  "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
                 Path(out_dir) / "checkpoint.pt")
-def keep_the_run_there():
-    """A new run never replaces another one's weights: it is refused, with the two ways on."""
+def keep_the_run_there():  # a new run never replaces another's weights: refused, with two ways on
     there = [name for name in ("checkpoint.pt", "generator.pth") if (Path(out_dir) / name).exists()]
     free = next(f"{out_dir}_{i}" for i in range(2, 10**6) if not Path(f"{out_dir}_{i}").exists())
     if there:
@@ -662,10 +659,9 @@ def parse_args(argv):
 integer = lambda v: type(v) is int  # not a float, and not True or False
 number = lambda v: type(v) in (int, float) and math.isfinite(v)
 RULES = [  # (constants, a test each must pass, what it must be), for the file and the command line
-    (("epochs", "batch_size", "z_dim", "info_step", "r1_every"), lambda v: integer(v) and v > 0,
-     "an int > 0"),
+    (("epochs", "z_dim", "info_step", "r1_every"), lambda v: integer(v) and v > 0, "an int > 0"),
+    (("batch_size",), lambda v: integer(v) and v > 1, "an int >= 2: BatchNorm needs two images"),
     (("max_steps", "sample"), lambda v: integer(v) and v >= 0, "an int >= 0"),
-    (("batch_size",), lambda v: v > 1, "at least 2: BatchNorm needs two images to normalize"),
     (("seed",), lambda v: integer(v) and -2**63 <= v < 2**64, "an int in [-2**63, 2**64), torch's"),
     (("lr",), lambda v: number(v) and v > 0, "a finite number > 0"),
     (("r1_gamma",), lambda v: number(v) and v >= 0, "a finite number >= 0"),
@@ -706,10 +702,8 @@ def check_config():
 
 def main(argv=None):
     """The constants (the file's, a resumed run's, the command line's), then sample or train."""
-    # The command line is the user's where this file is the script run (python, %run). Imported or
-    # pasted into a notebook cell, there is none: a kernel's sys.argv is its own, not the user's.
-    script = globals().get("__file__")
-    if argv is None:
+    script = globals().get("__file__")  # python basic_gan.py or %run: sys.argv is the user's;
+    if argv is None:  # imported or pasted into a notebook cell, it is the kernel's own
         argv = sys.argv[1:] if script and Path(sys.argv[0]).name == Path(script).name else []
     try:
         overrides = as_meant(parse_args(argv))

@@ -59,8 +59,8 @@ def test_parse_errors_are_one_line(gan, capsys, argv, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"batch_size": 0}, "batch_size must be an int > 0, got 0"),
-    ({"batch_size": 1}, "batch_size must be at least 2: BatchNorm needs two images"),
+    ({"batch_size": 0}, "batch_size must be an int >= 2: BatchNorm needs two images, got 0"),
+    ({"batch_size": 1}, "batch_size must be an int >= 2: BatchNorm needs two images, got 1"),
     ({"epochs": 0}, "epochs must be an int > 0"),
     ({"epochs": 2.5}, "epochs must be an int > 0, got 2.5"),  # as a file edit would write them
     ({"epochs": True}, "epochs must be an int > 0, got True"),
@@ -113,7 +113,7 @@ BAD_INPUTS = [
     (["--epoch=1"], "did you mean --epochs?"),
     (["--lr=nan"], "lr must be a finite number > 0, got 'nan'"),
     (["--lr=1e999"], "lr must be a finite number"),
-    (["--batch_size=-5"], "batch_size must be an int > 0, got -5"),
+    (["--batch_size=-5"], "batch_size must be an int >= 2: BatchNorm needs two images, got -5"),
     (["--epochs=3.5"], "epochs must be an int > 0, got 3.5"),
     (["--resume=yes"], "resume must be True or False, got 'yes'"),
     (["--g_widths=(64,1.5)"], "g_widths must be a non-empty tuple of ints > 0"),
