@@ -21,7 +21,8 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
 # and for the plumbing below the story
-import argparse, ast, contextlib, difflib, gzip, linecache, os, re, shlex, signal, threading, zlib
+import argparse, ast, contextlib, difflib, gzip, linecache, os, re, shlex, shutil, signal, threading
+import zlib
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import datasets
 from torchvision.transforms.v2 import functional as TF
@@ -50,6 +51,8 @@ out_dir = "outputs"        # grids, weights, checkpoint and TensorBoard runs
 max_steps = 0              # stop after this many steps (the lr still spans epochs); 0 = no limit
 resume = False             # continue from out_dir/checkpoint.pt
 sample = 0                 # >0: train nothing, draw this many digits from out_dir/generator.pth
+conditional = False        # True: G and D also see each image's class, so G draws the one asked for
+label = ""                 # what --sample draws from a conditional G: a class, or "" for each in turn
 
 # The constants as written: every main() call starts from them, then applies its command line.
 DEFAULTS = {k: v for k, v in globals().items() if k.islower() and not k.startswith("_")
@@ -76,18 +79,19 @@ def show(images, title, step=0):
 
 # %% data: the training images decoded once into one uint8 tensor, batched by a DataLoader
 def load_images(split="train"):
-    """The images of one split as one uint8 tensor N x channels x image_size x image_size."""
+    """A split's images (uint8, N x channels x image_size²), each one's class, the classes' names."""
     if dataset == "folder":
-        return load_folder(Path(data_dir))  # every picture under data_dir, read with Pillow
-    return fit(load_digits(split).unsqueeze(1))  # 28 x 28 gray, or as image_size and channels ask
+        return load_folder(Path(data_dir))  # every picture under data_dir; a subfolder is a class
+    images = fit(load_digits(split).unsqueeze(1))  # 28 x 28 gray, or as image_size, channels ask
+    return images, *load_labels(split, len(images))  # from the label file, where conditional
 
-def make_dataloader(images, epoch, start=0):
-    """One epoch of batches from batch `start` on, shuffled by (seed, epoch) so a resume replays it.
-    The sampler hands over a batch of indices at a time: one gather a batch, no Python per image."""
+def make_dataloader(images, labels, epoch, start=0):
+    """An epoch's batches from `start` on, in a (seed, epoch) order: one gather each, no Python per
+    image (the sampler hands over a batch of indices at a time), and a resume replays the order."""
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(hash((seed, epoch))))
     batches = order[: len(images) // batch_size * batch_size].view(-1, batch_size)[start:]
-    return DataLoader(TensorDataset(images), sampler=batches.to(images.device), batch_size=None,
-                      generator=torch.Generator())  # its own: it draws a seed, but not from z's
+    return DataLoader(TensorDataset(images, labels), sampler=batches.to(images.device),
+                      batch_size=None, generator=torch.Generator())  # its own: not z's seed
 
 def to_model_range(batch):
     """uint8 pixels in [0, 255] to flat float images in [-1, 1], the range of G's tanh."""
@@ -95,29 +99,36 @@ def to_model_range(batch):
 
 # %% models: the seed course's MLPs
 class Generator(nn.Module):
-    def __init__(self, z_dim, widths, pixels=28 * 28):  # pixels: channels x image_size x image_size
+    def __init__(self, z_dim, widths, pixels=28 * 28, classes=0):  # pixels: channels x size x size
         super().__init__()
-        self.z_dim = z_dim
-        layers, width_in = [], z_dim
+        self.z_dim, self.embed = z_dim, nn.Embedding(classes, classes) if classes else None
+        layers, width_in = [], z_dim + classes
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.BatchNorm1d(width), nn.ReLU(inplace=True)]
             width_in = width
         self.net = nn.Sequential(*layers, nn.Linear(width_in, pixels), nn.Tanh())
 
-    def forward(self, z):
+    def forward(self, z, labels=None):
+        if self.embed is not None:  # conditional: the class, as a learned vector beside the noise
+            z = torch.cat([z, self.embed(labels)], 1)
         return self.net(z)
 
 class Discriminator(nn.Module):
-    def __init__(self, widths, pixels=28 * 28):
+    def __init__(self, widths, pixels=28 * 28, classes=0):
         super().__init__()
+        self.embed = nn.Embedding(classes, widths[-1]) if classes else None
         layers, width_in = [], pixels
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2, inplace=True)]
             width_in = width
         self.net = nn.Sequential(*layers, nn.Linear(width_in, 1))  # a logit; the loss adds sigmoid
 
-    def forward(self, x):
-        return self.net(x)
+    def forward(self, x, labels=None):
+        features = self.net[:-1](x)
+        logit = self.net[-1](features)
+        if self.embed is not None:  # projection (Miyato & Koyama 2018): is x like its class?
+            logit = logit + (self.embed(labels) * features).sum(1, keepdim=True)
+        return logit
 
 def make_ema(G):
     """A running average of G's weights (ema_update, below, moves it): it draws the better digits.
@@ -132,7 +143,7 @@ def r1_penalty(real, real_logits):
     grad, = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return r1_gamma / 2 * grad.square().sum(1).mean()
 
-def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
+def train_step(G, D, G_ema, opt_g, opt_d, real, labels, step, autocast):
     # What to watch: D(x) and D(G(z)), D's mean belief that real and fake digits are real. Healthy:
     # both near 0.5, D(x) a little higher (the defaults: 0.51 and 0.49, 0.55 and 0.45 at the end):
     # D can barely tell them apart. D wins outright when D(x) -> 1 and D(G(z)) -> 0 for good: its loss
@@ -142,8 +153,8 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
     real.requires_grad_(use_r1)
     # (1) Update D to maximize log D(x) + log(1 - D(G(z))): call real digits real, fakes fake.
     with autocast():
-        fake = G(z)  # one G forward serves both updates: detached for D, attached for G
-        real_logits, fake_logits = D(real), D(fake.detach())
+        fake = G(z, labels)  # one G forward serves both updates: detached for D, attached for G
+        real_logits, fake_logits = D(real, labels), D(fake.detach(), labels)
         d_loss = (criterion(real_logits, torch.ones_like(real_logits))
                   + criterion(fake_logits, torch.zeros_like(fake_logits)))
     if use_r1:  # lazy: every r1_every steps, scaled up so the average pull is the same
@@ -151,11 +162,11 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, step, autocast):
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
-    # (2) Update G to maximize log D(G(z)): make D call the fakes real. (Minimizing
-    # log(1 - D(G(z))) instead, as the minimax game reads, gives G no gradient while D wins.)
+    # (2) Update G to maximize log D(G(z)): to make D call the fakes real (not to minimize
+    # log(1 - D(G(z))), as the minimax game reads: that gives G no gradient while D wins).
     D.requires_grad_(False)  # G's update needs gradients through D, not for D's weights
     with autocast():
-        g_logits = D(fake)
+        g_logits = D(fake, labels)
         g_loss = criterion(g_logits, torch.ones_like(g_logits))
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
@@ -173,17 +184,17 @@ def lr_at(step, total_steps):
 
 # %% the training loop: for each epoch, for each batch, one step; a report every info_step
 def train(checkpoint=None):
-    with training_run(checkpoint) as (images, models, run, writer):  # all set up, see below
+    with training_run(checkpoint) as (images, labels, models, run, writer):  # set up, see below
         G, D, G_ema, opt_g, opt_d = models
         for epoch in range(run["step"] // run["steps_per_epoch"], epochs):
             done = run["step"] - epoch * run["steps_per_epoch"]  # > 0 where a resume lands mid-epoch
-            bar = tqdm(make_dataloader(images, epoch, start=done), desc=f"epoch {epoch + 1}/{epochs}",
-                       initial=done, total=run["steps_per_epoch"], leave=False)
-            for (batch,) in bar:
+            bar = tqdm(make_dataloader(images, labels, epoch, done), initial=done, leave=False,
+                       desc=f"epoch {epoch + 1}/{epochs}", total=run["steps_per_epoch"])
+            for batch, classes in bar:
                 for group in opt_g.param_groups + opt_d.param_groups:
                     group["lr"] = lr_at(run["step"], run["total_steps"])
                 real = to_model_range(batch)
-                stats = train_step(G, D, G_ema, opt_g, opt_d, real, run["step"], run["autocast"])
+                stats = train_step(*models, real, classes, run["step"], run["autocast"])
                 run["step"] += 1
                 if not math.isfinite(stats["d_loss"] + stats["g_loss"]):  # before any save
                     fail(f"step {run['step']}: the loss is not finite ({stats}). "
@@ -206,35 +217,35 @@ def report(run, writer, G, real, lr_now):
     run["recent"], images_per_s = [], log_scalars(run, writer, mean, lr_now)
     tqdm.write(f"step {run['step']}: G loss {mean['g_loss']:.4f}, D loss {mean['d_loss']:.4f}, "
                f"D(x) {mean['d_real']:.2f}, D(G(z)) {mean['d_fake']:.2f}, {images_per_s:.0f} img/s")
-    fake = generate(G, run["fixed_noise"])  # the same noise each time: the grids show G learning
+    fake = generate(G, run["fixed_noise"], run["fixed_labels"])  # the same each time: G's progress
     run["progress"].append(fake[:8].cpu())  # a row for the progress strip at the end
     for tag, images in (("fake", fake), ("real", real[:64])):
         show(images, tag, run["step"])
         writer.add_image(f"images/{tag}", grid(images), run["step"])
 
 # %% saving the weights (after every epoch, so also at the end), and drawing new digits
-def save_models(G, D, G_ema):
+def save_models(G, D, G_ema, classes=()):  # classes: their names, for a conditional G
     # The generator file holds the averaged weights: they draw the better digits.
     best_g = G_ema.module if G_ema is not None else G
     for name, model in (("generator.pth", best_g), ("discriminator.pth", D)):
-        atomic_save({"state_dict": model.state_dict(), "config": config()}, Path(out_dir) / name)
+        atomic_save({"state_dict": model.state_dict(), "config": config(), "classes": list(classes)},
+                    Path(out_dir) / name)
 
 @torch.no_grad()
-def generate(G, noise):
+def generate(G, noise, labels=None):  # labels: the class of each, for a conditional G
     training = G.training
-    images = G.eval()(noise).float()  # BatchNorm's running statistics: a digit is not its batch's
+    images = G.eval()(noise, labels).float()  # BatchNorm's running statistics, not the batch's
     G.train(training)
     return images
 
 def sample_digits(n):
     """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples.png and more."""
-    G = load_generator(Path(out_dir) / "generator.pth")
+    G = load_generator(Path(out_dir) / "generator.pth", n)  # and check n of its images fit
     torch.manual_seed(seed)
-    check_memory(n, 4)  # 4 bytes a float
-    images = torch.empty(n, channels, image_size, image_size)
-    for chunk in images.split(10_000):  # a chunk at a time, so G's activations stay small
-        chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim)).view_as(chunk) + 1) / 2)
-    save_samples(images, G)
+    images, labels = torch.empty(n, channels, image_size, image_size), labels_to_draw(G, n)
+    for chunk, classes in zip(images.split(10_000), labels.split(10_000)):  # activations stay small
+        chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim), classes).view_as(chunk) + 1) / 2)
+    save_samples(images, labels, G)
 
 # %% ==== plumbing a learner need not read: set-up, files, checkpoints, command line, checks ====
 STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
@@ -247,17 +258,23 @@ def training_run(checkpoint):
         dev, prec = pick_device()
         torch.manual_seed(seed)
         torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
-        images = load_images("train")
+        images, labels, classes = load_images("train")
+        if conditional and len(classes) < 2:
+            fail(f"conditional needs two classes at least, and {data_dir} holds {len(classes)}: "
+                 f"put each class's pictures in a subfolder of their own, named after it")
         if len(images) < batch_size:
             fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
                  f"{batch_size}: set --batch_size to at most {len(images)}")
         data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
-        images, models = images.to(dev), build(dev)  # 47 MB as uint8: on a GPU it stays there
+        images, labels = images.to(dev), labels.to(dev)  # 47 MB as uint8: on a GPU it stays there
+        models = build(dev, len(classes) if conditional else 0)
         run = restore(checkpoint, models, dev, data, prec) if checkpoint else {
             "step": 0, "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}",
             "data": data, "precision": prec,  # what it trains on, and how: a resume checks both
-            "fixed_noise": torch.randn(64, z_dim, device=dev),  # the same noise every grid
-            "recent": [], "history": [], "progress": []}  # each step's stats since the last report
+            "fixed_noise": torch.randn(8 * len(classes) if conditional else 64, z_dim, device=dev),
+            "fixed_labels": torch.arange(len(classes), device=dev).repeat_interleave(8)
+            if conditional else torch.zeros(64, dtype=torch.long, device=dev),  # a row a class
+            "classes": classes, "recent": [], "history": [], "progress": []}
         run.update(plan(len(images)), timer=(time.perf_counter(), run["step"]),
                    autocast=lambda: torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16"))
         cpu = f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else "MPS"
@@ -272,7 +289,7 @@ def training_run(checkpoint):
                 if run["step"] == 0:  # the hyperparameters as a table; a resumed run appends
                     writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + "\n".join(
                         f"|{k}|{v}|" for k, v in config().items()))
-                yield images, models, run, writer
+                yield images, labels, models, run, writer
         finally:
             for s, handler in stops.items():
                 signal.signal(s, handler)
@@ -295,9 +312,10 @@ def pick_device():
     native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     auto = "bf16" if dev.type == "cpu" and native_bf16 else "fp32"
     return dev, auto if precision == "auto" else precision
-def build(dev):
+def build(dev, classes=0):
     pixels = channels * image_size ** 2
-    G, D = Generator(z_dim, g_widths, pixels).to(dev), Discriminator(d_widths, pixels).to(dev)
+    G = Generator(z_dim, g_widths, pixels, classes).to(dev)
+    D = Discriminator(d_widths, pixels, classes).to(dev)
     fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a CPU step
     adam = lambda net: torch.optim.Adam(net.parameters(), lr, betas=(beta1, 0.999), fused=fused)
     return G, D, make_ema(G) if ema_decay > 0 else None, adam(G), adam(D)
@@ -321,7 +339,7 @@ def log_scalars(run, writer, mean, lr_now):
 def end_of_epoch(models, run, writer):
     """Save the checkpoint and the weights; stop on Ctrl-C. True when the run is done."""
     save_checkpoint(models, run)
-    save_models(*models[:3])
+    save_models(*models[:3], run["classes"])
     writer.flush()
     if STOP:
         print(f"\nstopped at step {run['step']}, checkpoint saved. Continue with: "
@@ -335,7 +353,7 @@ def resume_command():
 
 def finish(run, G):
     """The end of training: a last grid, the digits forming row by row, and the loss curve."""
-    show(generate(G, run["fixed_noise"]), "fake", run["step"])
+    show(generate(G, run["fixed_noise"], run["fixed_labels"]), "fake", run["step"])
     if run["progress"]:
         rows = torch.stack(run["progress"])
         rows = rows[torch.linspace(0, len(rows) - 1, min(len(rows), 10)).round().long()]
@@ -354,18 +372,44 @@ def save_figure(fig, path):
         fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 
-def save_samples(images, G):
+def save_samples(images, labels, G):
     # interpolation.png: lines through the noise space; smooth changes mean G learned digits.
     out, preview = Path(out_dir), images[:256]
     atomic_save(images, out / "samples.pt")
+    save_pngs(images, labels, G.classes, out / "samples")
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
-    line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim))
+    line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim),
+                    labels[:8].repeat_interleave(10))
     for name, picture in (("samples.png", make_grid(preview, math.ceil(len(preview) ** 0.5))),
                           ("interpolation.png", grid(line, nrow=10))):
         with writing(out / name):
             save_image(picture, out / name)
-    print(f"wrote {len(images)} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB), "
-          f"the first {len(preview)} to samples.png, and interpolation.png")
+    print(f"wrote {len(images)} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB) and "
+          f"{out / 'samples'}/, the first {len(preview)} to samples.png, and interpolation.png")
+
+def save_pngs(images, labels, classes, folder):
+    """Each sample as a PNG, in a folder per class where there are classes: the layout that
+    ImageFolder, pytorch-fid and torch-fidelity read. Written aside, then put in place whole."""
+    aside = folder.with_name(folder.name + ".tmp")
+    with writing(folder):
+        shutil.rmtree(aside, ignore_errors=True)
+        pixels = images.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        for i, (picture, y) in enumerate(zip(pixels, labels.tolist())):
+            where = aside / classes[y].replace("/", "-") if classes else aside
+            where.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(picture[..., 0] if channels == 1 else picture).save(where / f"{i}.png")
+        shutil.rmtree(folder, ignore_errors=True)
+        aside.rename(folder)
+
+def labels_to_draw(G, n):
+    """The class of each sample: --label's, or each class in turn; all 0 for an unconditional G."""
+    if label and not G.classes:
+        fail(f"--label={label}: this generator draws no classes (it trained with conditional=False)")
+    if label and label not in G.classes and not (label.isdigit() and int(label) < len(G.classes)):
+        fail(f"no class {label!r}: the classes are {', '.join(G.classes)} (or their numbers, from 0)")
+    if not label:
+        return torch.arange(n) % max(1, len(G.classes))
+    return torch.full((n,), G.classes.index(label) if label in G.classes else int(label))
 
 # ---- the data's file formats: IDX files, torchvision's download, folders of pictures ----
 def read_idx(path):
@@ -406,6 +450,23 @@ def load_digits(split="train"):
     check_memory(len(images))
     return images
 
+def load_labels(split, count):
+    """The class of each image, from the label file beside the images, and the classes' names;
+    all 0, and no names, where the run is not conditional."""
+    if not conditional:
+        return torch.zeros(count, dtype=torch.long), []
+    raw = Path(data_dir) / dataset / "raw"
+    path = find_idx(data_dir, split, "labels") or find_idx(raw, split, "labels")
+    if path is None:
+        fail(f"conditional needs each image's class, and there is no {split} label file "
+             f"(*-labels-idx1-ubyte) in {data_dir} or {raw}")
+    labels = read_idx(path).long()
+    if labels.shape != (count,) or labels.max() >= 10:
+        fail(f"{path} does not match the images: {len(labels)} labels for {count} images, "
+             f"classes 0 to {int(labels.max())}")
+    names = datasets.FashionMNIST.classes if dataset == "FashionMNIST" else list("0123456789")
+    return labels, names
+
 PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")  # what Pillow reads, by extension
 def load_folder(folder):
     """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
@@ -423,10 +484,15 @@ def load_folder(folder):
         fail(f"{unread[0].filename} cannot be read ({unread[0].strerror})" if unread else
              f"{folder} holds no pictures ({', '.join(PICTURES)}), in it or in its subfolders")
     check_memory(len(paths))
-    images, broken = [], []
+    classes = sorted({p.relative_to(folder).parts[0] for p in paths if p.parent != folder})
+    if conditional and any(p.parent == folder for p in paths):  # ImageFolder's layout
+        fail(f"{next(p for p in paths if p.parent == folder)} is in no class: with conditional, "
+             f"each picture goes in a subfolder of {folder} named after its class")
+    images, labels, broken = [], [], []
     for path in tqdm(paths, desc=f"decoding {len(paths)} pictures", leave=False):
         try:
             images.append(fit(read_picture(path)[None]))
+            labels.append(classes.index(path.relative_to(folder).parts[0]) if conditional else 0)
         except (OSError, ValueError, Image.DecompressionBombError) as e:  # say why in words
             said = {PermissionError: "permission denied", UnidentifiedImageError: "not a picture"}
             why = next((w for kind, w in said.items() if isinstance(e, kind)), str(e).strip()[:80])
@@ -436,7 +502,7 @@ def load_folder(folder):
     if broken:
         tqdm.write(f"basic_gan.py: warning: skipped {len(broken)} unreadable pictures of "
                    f"{len(paths)}; the first: {broken[0]}", file=sys.stderr)
-    return torch.cat(images)
+    return torch.cat(images), torch.tensor(labels), classes if conditional else []
 def read_picture(path):
     """As a viewer shows it: upright by EXIF, 16 bits scaled to 8, alpha on white; uint8 CxHxW."""
     with Image.open(path) as image:
@@ -548,24 +614,29 @@ def load(path, what):
     except Exception as e:
         fail(f"{path} is corrupt or not a basic_gan {what} ({type(e).__name__}); "
              f"delete it or set --out_dir")
-def load_generator(path):
-    """A Generator rebuilt from a generator.pth, which holds its own widths."""
+def load_generator(path, n=0):
+    """A Generator rebuilt from a generator.pth, which holds its own widths; n of its images must
+    fit in memory, as floats."""
     saved = load(path, "generator")
     try:
         shape = {k: saved["config"].get(k, DEFAULTS[k]) for k in ("channels", "image_size")}
         pixels = shape["channels"] * shape["image_size"] ** 2
-        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels)
+        classes = saved.get("classes", []) if saved["config"].get("conditional") else []
+        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels,
+                      len(classes))
         G.load_state_dict(saved["state_dict"])
+        G.classes = classes  # their names, which --label may use
         globals().update(shape)  # the grids and samples follow the generator's own shape
     except (RuntimeError, KeyError, TypeError) as e:
         fail(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})")
+    check_memory(n, 4)
     return G
 
 CHECKPOINT_FORMAT = 2  # 2: the data order follows from (seed, epoch), so no data RNG is saved
 PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
 # On --resume these may change: how long and where it goes on. The rest would make another run.
 NOT_THE_RUN = ("epochs", "data_dir", "max_steps", "info_step", "device", "precision", "out_dir",
-               "resume", "sample")
+               "resume", "sample", "label")
 def save_checkpoint(parts, run):
     where = {"data_dir": str(Path(data_dir).absolute())}  # so a resume from another folder finds it
     derived = ("timer", "autocast", *plan(0))  # made anew by each command
@@ -593,7 +664,7 @@ def restore_config(overrides):
         if k not in NOT_THE_RUN and value != saved[k]:
             fail(f"{path} was made with {k}={saved[k]!r}: resuming with --{k}={value!r} would make "
                  f"another run. Leave it out, or start a new run with another --out_dir")
-    per_call = ("out_dir", "resume", "sample", "max_steps")  # said anew on every command line
+    per_call = ("out_dir", "resume", "sample", "max_steps", "label")  # said anew every command
     globals().update({k: v for k, v in saved.items() if k in DEFAULTS and k not in per_call})
     globals().update(overrides)
     step, last = ckpt["run"]["step"], plan(ckpt["run"]["data"]["images"])["last_step"]
@@ -619,7 +690,9 @@ def restore(ckpt, parts, dev, data, prec):
     if dev.type == "cuda" and ckpt["cuda_rng"]:
         torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
     print(f"resuming {run['run_name']} at step {run['step']}")
-    return {**run, "fixed_noise": run["fixed_noise"].to(dev), "precision": prec}
+    noise = run["fixed_noise"].to(dev)  # and the classes of each, since conditional GANs came
+    labels = run.get("fixed_labels", torch.zeros(len(noise), dtype=torch.long)).to(dev)
+    return {"classes": [], **run, "fixed_noise": noise, "fixed_labels": labels, "precision": prec}
 
 # ---- the command line, generated from the constants, and the checks of their values ----
 def parse_args(argv):
@@ -669,7 +742,8 @@ RULES = [  # (constants, a test each must pass, what it must be), for the file a
     (("lr_decay",), lambda v: number(v) and 0 <= v <= 1, "a number in [0, 1], a share of training"),
     (("g_widths", "d_widths"), lambda v: type(v) is tuple and v and all(integer(w) for w in v)
      and min(v) > 0, "a non-empty tuple of ints > 0, like (64, 128)"),
-    (("resume",), lambda v: type(v) is bool, "True or False"),
+    (("resume", "conditional"), lambda v: type(v) is bool, "True or False"),
+    (("label",), lambda v: type(v) is str, "a class's name or number, in quotes"),
     (("data_dir", "out_dir"), lambda v: type(v) is str and v.strip() != "", "a folder, in quotes"),
     (("device",), lambda v: v in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", str(v)),
      "one of auto, cpu, cuda, mps"),

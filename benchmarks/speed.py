@@ -77,19 +77,19 @@ def textbook_steps(dev, loader):
 def basic_gan_batches(images, dev):
     """basic_gan's data path: its DataLoader, one gather from the uint8 images per batch."""
     for epoch in itertools.count():
-        for batch, in basic_gan.make_dataloader(images, epoch):
+        for batch, _ in basic_gan.make_dataloader(images, torch.zeros(len(images), dtype=torch.long, device=dev), epoch):
             yield batch
 
 
 def basic_gan_steps(dev, prec="fp32"):
-    batches = basic_gan_batches(basic_gan.load_images("train").to(dev), dev)
+    batches = basic_gan_batches(basic_gan.load_images("train")[0].to(dev), dev)
     G, D, G_ema, opt_g, opt_d = basic_gan.build(dev)
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
     step = [0]
 
     def run(n):
         for _ in range(n):  # train_step returns Python floats: the loop's one host sync per step
-            basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), step[0], autocast)
+            basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), None, step[0], autocast)
             step[0] += 1
     return run
 
@@ -161,7 +161,7 @@ def main(argv=None):
     print(f"{hardware(dev)}; basic_gan picks {prec}; batch {basic_gan.batch_size}, {args.steps} steps x {args.rounds} rounds")
 
     old_loader = textbook_loader(str(root))
-    images = basic_gan.load_images("train").to(dev)
+    images = basic_gan.load_images("train")[0].to(dev)
     new_loader = itertools.islice(basic_gan_batches(images, dev), len(images) // basic_gan.batch_size)
     old_data = data_epoch_seconds(old_loader, dev, lambda b: b[0].to(dev).view(len(b[0]), -1))
     new_data = data_epoch_seconds(new_loader, dev, basic_gan.to_model_range)

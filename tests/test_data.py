@@ -42,18 +42,19 @@ def test_read_idx_names_a_corrupt_gzip(gan, capsys, tmp_path):
 
 def test_a_folder_of_idx_files_is_a_data_dir(gan, tiny_data):
     gan.data_dir = str(tiny_data)
-    images = gan.load_images("train")
+    images = gan.load_images("train")[0]
     assert images.shape == (256, 1, 28, 28) and images.dtype == torch.uint8
-    assert gan.load_images("test").shape == (64, 1, 28, 28)
+    assert gan.load_images("test")[0].shape == (64, 1, 28, 28)
 
 
 def test_each_epoch_serves_each_image_once_in_its_own_order(gan):
     gan.batch_size, gan.seed = 32, 0
     images = torch.arange(100).view(100, 1)  # each image is its own index
-    epoch = lambda e, start=0: torch.stack([b for b, in gan.make_dataloader(images, e, start)])
+    labels = torch.zeros(100, dtype=torch.long)
+    epoch = lambda e, start=0: torch.stack([b for b, _ in gan.make_dataloader(images, labels, e, start)])
 
     batches = epoch(0)
-    assert isinstance(gan.make_dataloader(images, 0), torch.utils.data.DataLoader)
+    assert isinstance(gan.make_dataloader(images, labels, 0), torch.utils.data.DataLoader)
     assert batches.shape == (3, 32, 1)  # the last partial batch is dropped
     assert len(set(batches.flatten().tolist())) == 96 and batches.max() < 100
     assert not torch.equal(batches.flatten(), torch.arange(96))  # shuffled
@@ -68,7 +69,7 @@ def test_the_loader_leaves_the_global_random_state_alone(gan):
     """DataLoader draws a seed per iterator; not from the generator z comes from, or a resumed
     epoch would draw other noise than the whole run did."""
     state = torch.get_rng_state()
-    next(iter(gan.make_dataloader(torch.zeros(256, 1), 0)))
+    next(iter(gan.make_dataloader(torch.zeros(256, 1), torch.zeros(256), 0)))
     assert torch.equal(torch.get_rng_state(), state)
 
 
@@ -91,7 +92,7 @@ def test_missing_dataset_offline_says_where_to_put_the_files(gan, capsys, tmp_pa
 
 def test_torchvision_layout_with_real_digits(gan, real_root):
     gan.data_dir = str(real_root)
-    images = gan.load_images("train")
+    images = gan.load_images("train")[0]
     assert images.shape == (60000, 1, 28, 28)
     # the same pixels the textbook ToTensor pipeline sees
     reference = datasets.MNIST(str(real_root), train=True, transform=transforms.ToTensor())
@@ -103,7 +104,7 @@ def test_gzipped_files_in_the_torchvision_folder_are_read_as_they_are(gan, tmp_p
     their md5 against MNIST's own and call them missing; they are read, or called corrupt."""
     raw = write_dataset(tmp_path / "data" / "MNIST" / "raw", fake_digits(40), fake_digits(10))
     gan.data_dir = str(tmp_path / "data")
-    assert torch.equal(gan.load_images("train")[:, 0], fake_digits(40)[0])
+    assert torch.equal(gan.load_images("train")[0][:, 0], fake_digits(40)[0])
     (raw / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b broken")
     with pytest.raises(SystemExit):
         gan.load_images("train")

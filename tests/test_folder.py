@@ -40,7 +40,7 @@ def pictures(tmp_path_factory):
 
 def test_a_folder_of_pictures_is_one_uint8_tensor_of_the_asked_shape(gan, pictures, capsys):
     gan.dataset, gan.data_dir, gan.image_size, gan.channels = "folder", str(pictures), 16, 3
-    images = gan.load_images()
+    images = gan.load_images()[0]
     assert images.shape == (41, 3, 16, 16) and images.dtype == torch.uint8  # 40 + the clear one
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "skipped 1 unreadable pictures of 42; the first: " in err
@@ -49,7 +49,7 @@ def test_a_folder_of_pictures_is_one_uint8_tensor_of_the_asked_shape(gan, pictur
     clear = order.index(pictures / "gray" / "clear.png") - 1  # broken.png sorts before it
     assert (images[clear] == 255).all()  # transparency lands on white
     gan.channels = 1
-    gray = gan.load_images()
+    gray = gan.load_images()[0]
     assert gray.shape == (41, 1, 16, 16) and not torch.equal(gray[0], gray[1])
 
 
@@ -64,7 +64,7 @@ def test_fit_crops_the_centre_square_and_resizes(gan):
 
 def test_the_built_in_sets_follow_image_size_and_channels(gan, tiny_data):
     gan.data_dir, gan.image_size, gan.channels = str(tiny_data), 32, 3
-    images = gan.load_images()
+    images = gan.load_images()[0]
     assert images.shape == (256, 3, 32, 32) and torch.equal(images[:, 0], images[:, 2])
 
 
@@ -207,7 +207,7 @@ def test_a_truncated_picture_is_said_to_be_truncated(gan, tmp_path, capsys):
     gradient((64, 64)).save(tmp_path / "whole.png")
     (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:300])
     gan.dataset, gan.data_dir, gan.image_size = "folder", str(tmp_path), 8
-    assert len(gan.load_images()) == 1
+    assert len(gan.load_images()[0]) == 1
     assert f"{tmp_path / 'cut.png'} (truncated)" in capsys.readouterr().err
 
 
@@ -233,5 +233,5 @@ def test_a_picture_the_os_will_not_open_is_said_in_words(gan, tmp_path, monkeypa
         return read(path)
     monkeypatch.setattr(gan, "read_picture", as_a_locked_file_would)
     gan.dataset, gan.data_dir, gan.image_size = "folder", str(tmp_path), 8
-    assert len(gan.load_images()) == 1
+    assert len(gan.load_images()[0]) == 1
     assert f"{tmp_path / 'locked.png'} (permission denied)" in capsys.readouterr().err

@@ -144,7 +144,7 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(gan, tiny_data, tmp
 
     def step_that_breaks(*args):
         stats = real_step(*args)
-        return {k: v * float("nan") for k, v in stats.items()} if args[6] >= bad_from else stats
+        return {k: v * float("nan") for k, v in stats.items()} if args[7] >= bad_from else stats
 
     monkeypatch.setattr(gan, "train_step", step_that_breaks)
     with pytest.raises(SystemExit) as exit_:
@@ -275,7 +275,7 @@ def test_resuming_on_other_data_is_refused_in_one_line(gan, trained, tmp_path, m
 def test_images_per_s_counts_only_the_steps_since_the_resume(gan, tmp_path):
     gan.batch_size = 16
     run = {"step": 1020, "recent": [{"d_loss": 1.0, "g_loss": 1.0, "d_real": 0.5, "d_fake": 0.5}],
-           "history": [], "progress": [], "fixed_noise": torch.randn(4, 8),
+           "history": [], "progress": [], "fixed_noise": torch.randn(4, 8), "fixed_labels": None,
            "timer": (time.perf_counter() - 1.0, 1000)}  # resumed at step 1000, a second ago
     gan.out_dir = str(tmp_path)
     with gan.SummaryWriter(tmp_path / "tb") as writer:
@@ -302,7 +302,8 @@ def test_a_large_sample_is_drawn_in_chunks_with_a_preview_a_person_can_look_at(g
     assert load(run / "samples.pt").shape == (20001, 1, 28, 28)
     assert Image.open(run / "samples.png").size == (482, 482)  # the first 256: 16 x 16
     out = capsys.readouterr().out
-    assert f"wrote 20001 samples to {run}/samples.pt (62.7 MB), the first 256 to samples.png" in out
+    assert f"wrote 20001 samples to {run}/samples.pt (62.7 MB) and {run}/samples/, the first 256" in out
+    assert len(list((run / "samples").iterdir())) == 20001  # flat: this generator has no classes
 
 
 def test_a_new_run_never_replaces_another_one(gan, trained, tiny_data, tmp_path, monkeypatch, capsys):
