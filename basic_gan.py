@@ -378,8 +378,8 @@ def save_samples(images, labels, G):
     atomic_save(images, out / "samples.pt")
     save_pngs(images, labels, G.classes, out / "samples")
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
-    line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim),
-                    labels[:8].repeat_interleave(10))
+    rows = labels[torch.arange(8) % len(labels)].repeat_interleave(10)  # each line keeps a class
+    line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim), rows)
     for name, picture in (("samples.png", make_grid(preview, math.ceil(len(preview) ** 0.5))),
                           ("interpolation.png", grid(line, nrow=10))):
         with writing(out / name):
