@@ -374,13 +374,16 @@ def save_figure(fig, path):
 
 def save_samples(images, labels, G):
     # interpolation.png: lines through the noise space; smooth changes mean G learned digits.
-    out, preview = Path(out_dir), images[:256]
+    out, preview, per_row = Path(out_dir), images[:256], math.ceil(min(len(images), 256) ** 0.5)
+    if len(labels.unique()) > 1:  # a conditional G's classes in turn: a row a class, up to 8 each
+        per_row = min(8, len(images) // len(labels.unique()))
+        preview = torch.cat([images[labels == k][:per_row] for k in labels.unique()])
     atomic_save(images, out / "samples.pt")
     save_pngs(images, labels, G.classes, out / "samples")
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
     rows = labels[torch.arange(8) % len(labels)].repeat_interleave(10)  # each line keeps a class
     line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim), rows)
-    for name, picture in (("samples.png", make_grid(preview, math.ceil(len(preview) ** 0.5))),
+    for name, picture in (("samples.png", make_grid(preview, per_row)),
                           ("interpolation.png", grid(line, nrow=10))):
         with writing(out / name):
             save_image(picture, out / name)

@@ -142,19 +142,22 @@ def score(model, images, ref_feats):
 
 
 def load_samples(path, n, seed):
-    """Samples in [0, 1] from a generator.pth, or a samples.pt as --sample writes it."""
+    """Samples in [0, 1] from a generator.pth, or a samples.pt as --sample writes it, and the
+    class each was asked to be: each class in turn from a conditional generator, else None."""
+    labels = None
     if str(path).endswith(".pth"):
         G = basic_gan.load_generator(path)  # which sets basic_gan's channels and image_size to G's
         shape = (basic_gan.channels, basic_gan.image_size, basic_gan.image_size)
+        labels = torch.arange(n) % len(G.classes) if G.classes else None
         torch.manual_seed(seed)
-        samples = (basic_gan.generate(G, torch.randn(n, G.z_dim)).view(n, *shape) + 1) / 2
+        samples = (basic_gan.generate(G, torch.randn(n, G.z_dim), labels).view(n, *shape) + 1) / 2
     else:
         samples = torch.load(path, map_location="cpu", weights_only=True).float()[:n]
     if tuple(samples.shape[1:]) != (1, 28, 28):
         what = " x ".join(map(str, samples.shape[1:]))
         fail(f"{path} draws {what} images; the scoring CNN reads 1 x 28 x 28 ones (MNIST, "
              f"Fashion-MNIST). Train with --channels=1 --image_size=28 to score it here")
-    return samples
+    return samples, labels
 
 
 def plot_shares(shares, path):
@@ -184,7 +187,7 @@ def main(argv=None):
              f"or pass a samples.pt that python basic_gan.py --sample=10000 writes")
     if args.n < MIN_SAMPLES:
         fail(f"--n={args.n} is too few samples for a meaningful FID: use at least {MIN_SAMPLES}")
-    samples = load_samples(args.samples, args.n, args.seed)
+    samples, labels = load_samples(args.samples, args.n, args.seed)
     if len(samples) < MIN_SAMPLES:
         fail(f"{args.samples} holds {len(samples)} samples, too few for a meaningful FID: write at "
              f"least {MIN_SAMPLES}, e.g. python basic_gan.py --sample=10000")
@@ -198,6 +201,10 @@ def main(argv=None):
     fake = score(model, samples, ref_feats)
     plot_shares(fake["shares"], Path(args.samples).with_name("digit_shares.png"))
 
+    if labels is not None:  # a conditional generator: does it draw the class it was asked for?
+        fake["label_accuracy"] = float((features_and_probs(model, samples)[1].argmax(1) == labels).double().mean())
+        print(f"label accuracy: the CNN reads {fake['label_accuracy']:.2%} of the samples as the class "
+              f"they were asked to be, and {accuracy:.2%} of real held-out images right")
     print(f"classifier: {accuracy:.2%} on {len(held_x)} held-out real images ({args.data_dir}); "
           f"FID on {min(len(samples), len(ref_feats))} samples vs {len(ref_feats)} reference images")
     print(f"{'':24} {'FID':>7} {'IS':>6} {'min share':>10}   shares of classes 0-9 (%)")

@@ -81,15 +81,17 @@ def basic_gan_batches(images, dev):
             yield batch
 
 
-def basic_gan_steps(dev, prec="fp32"):
+def basic_gan_steps(dev, prec="fp32", classes=0):
+    """basic_gan's step; with classes, the conditional one, on random labels (the cost is the same)."""
     batches = basic_gan_batches(basic_gan.load_images("train")[0].to(dev), dev)
-    G, D, G_ema, opt_g, opt_d = basic_gan.build(dev)
+    G, D, G_ema, opt_g, opt_d = basic_gan.build(dev, classes)
+    labels = torch.randint(0, max(classes, 1), (basic_gan.batch_size,), device=dev) if classes else None
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
     step = [0]
 
     def run(n):
         for _ in range(n):  # train_step returns Python floats: the loop's one host sync per step
-            basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), None, step[0], autocast)
+            basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), labels, step[0], autocast)
             step[0] += 1
     return run
 
@@ -137,6 +139,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=200, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", help="append the numbers as one JSON line to this file")
+    p.add_argument("--conditional", action="store_true", help="also time the conditional step (10 classes)")
     args = p.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory()
@@ -168,6 +171,8 @@ def main(argv=None):
     print(f"data path, one 60k epoch: ToTensor DataLoader {old_data:.2f} s, basic_gan's {new_data:.3f} s ({old_data / new_data:.0f}x)")
 
     runs = {"textbook": textbook_steps(dev, old_loader), f"basic_gan {prec}": basic_gan_steps(dev, prec)}
+    if args.conditional:  # in the same rounds, so that the ratio of the two is fair
+        runs[f"conditional {prec}"] = basic_gan_steps(dev, prec, classes=10)
     seconds = best_seconds(runs, args.steps, args.rounds, dev)
     results = {name: args.steps * basic_gan.batch_size / s for name, s in seconds.items()}
     other = "fp32" if prec == "bf16" else "bf16"

@@ -84,3 +84,17 @@ def test_speed_refuses_what_it_cannot_time_in_one_line(tmp_path, monkeypatch, ca
         speed.main(args)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_quality_reports_the_label_accuracy_of_a_conditional_generator(blobs, tmp_path, capsys):
+    images, labels = fake_digits(1024, seed=3)
+    data = write_dataset(tmp_path / "data", (images, labels), fake_digits(10))
+    saved = basic_gan.config()
+    basic_gan.main(["--g_widths=(32,64)", "--d_widths=(64,32)", "--z_dim=8", "--device=cpu", "--precision=fp32",
+                    "--conditional", f"--data_dir={data}", f"--out_dir={tmp_path / 'run'}", "--batch_size=32",
+                    "--epochs=40", "--info_step=10000"])
+    vars(basic_gan).update(saved)
+    capsys.readouterr()
+    _, _, fake = quality.main([str(tmp_path / "run" / "generator.pth"), *blobs[1], "--n=1000"])
+    assert fake["label_accuracy"] > 0.8  # the blobs of each class sit in a place of their own
+    assert "label accuracy: the CNN reads" in capsys.readouterr().out

@@ -84,6 +84,8 @@ def test_label_draws_one_class_by_name_or_number_as_png_files(gan, pets, capsys)
     assert {p.name: len(list(p.iterdir())) for p in (run / "samples").iterdir()} == {"cats": 3, "dogs": 3, "owls": 3}
     with Image.open(run / "samples" / "cats" / "0.png") as png:
         assert (png.size, png.mode) == ((8, 8), "L")
+    gan.main(["--sample=24", f"--out_dir={run}"])
+    assert Image.open(run / "samples.png").size == (82, 32)  # a row a class, 8 in each: 8-pixel images
     assert "no class 'bats': the classes are cats, dogs, owls" in \
         refusal(gan, capsys, ["--sample=2", "--label=bats", f"--out_dir={run}"])
     assert "no class '3'" in refusal(gan, capsys, ["--sample=2", "--label=3", f"--out_dir={run}"])
