@@ -258,15 +258,7 @@ def training_run(checkpoint):
         dev, prec = pick_device()
         torch.manual_seed(seed)
         torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
-        images, labels, classes = load_images("train")
-        if conditional and len(classes) < 2:
-            fail(f"conditional needs two classes at least, and {data_dir} holds {len(classes)}: "
-                 f"put each class's pictures in a subfolder of their own, named after it")
-        if len(images) < batch_size:
-            fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
-                 f"{batch_size}: set --batch_size to at most {len(images)}")
-        data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
-        images, labels = images.to(dev), labels.to(dev)  # 47 MB as uint8: on a GPU it stays there
+        images, labels, classes, data = training_data(dev)
         models = build(dev, len(classes) if conditional else 0)
         run = restore(checkpoint, models, dev, data, prec) if checkpoint else {
             "step": 0, "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}",
@@ -293,6 +285,18 @@ def training_run(checkpoint):
         finally:
             for s, handler in stops.items():
                 signal.signal(s, handler)
+
+def training_data(dev):
+    """The training images and their classes, on the device, and what a checkpoint records."""
+    images, labels, classes = load_images("train")
+    if conditional and len(classes) < 2:
+        fail(f"conditional needs two classes at least, and {data_dir} holds {len(classes)}: "
+             f"put each class's pictures in a subfolder of their own, named after it")
+    if len(images) < batch_size:
+        fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
+             f"{batch_size}: set --batch_size to at most {len(images)}")
+    data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
+    return images.to(dev), labels.to(dev), classes, data  # 47 MB as uint8: on a GPU it stays
 
 @torch.no_grad()
 def ema_update(ema_tensors, tensors, num_averaged):
