@@ -52,7 +52,7 @@ max_steps = 0              # stop after this many steps (the lr still spans epoc
 resume = False             # continue from out_dir/checkpoint.pt
 sample = 0                 # >0: train nothing, draw this many digits from out_dir/generator.pth
 conditional = False        # True: G and D also see each image's class, so G draws the one asked for
-label = ""                 # what --sample draws from a conditional G: a class, or "" for each in turn
+label = ""                 # the class --sample draws from a conditional G; "" = each in turn
 
 # The constants as written: every main() call starts from them, then applies its command line.
 DEFAULTS = {k: v for k, v in globals().items() if k.islower() and not k.startswith("_")
@@ -79,7 +79,7 @@ def show(images, title, step=0):
 
 # %% data: the training images decoded once into one uint8 tensor, batched by a DataLoader
 def load_images(split="train"):
-    """A split's images (uint8, N x channels x image_size²), each one's class, the classes' names."""
+    """A split's images (uint8, N x channels x image_size²), each one's class, their names."""
     if dataset == "folder":
         return load_folder(Path(data_dir))  # every picture under data_dir; a subfolder is a class
     images = fit(load_digits(split).unsqueeze(1))  # 28 x 28 gray, or as image_size, channels ask
@@ -124,11 +124,10 @@ class Discriminator(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(width_in, 1))  # a logit; the loss adds sigmoid
 
     def forward(self, x, labels=None):
-        features = self.net[:-1](x)
-        logit = self.net[-1](features)
-        if self.embed is not None:  # projection (Miyato & Koyama 2018): is x like its class?
-            logit = logit + (self.embed(labels) * features).sum(1, keepdim=True)
-        return logit
+        if self.embed is None:
+            return self.net(x)
+        features = self.net[:-1](x)  # conditional: projection (Miyato & Koyama 2018), is x its class?
+        return self.net[-1](features) + (self.embed(labels) * features).sum(1, keepdim=True)
 
 def make_ema(G):
     """A running average of G's weights (ema_update, below, moves it): it draws the better digits.
@@ -329,7 +328,8 @@ def plan(num_images):
     reports: every info_step, or 3 times in all where that would make fewer than 2 reports."""
     steps = num_images // batch_size
     total = epochs * steps
-    return {"steps_per_epoch": steps, "total_steps": total, "last_step": min(total, max_steps or total),
+    return {"steps_per_epoch": steps, "total_steps": total,
+            "last_step": min(total, max_steps or total),
             "report_every": info_step if total >= 2 * info_step else max(1, total // 3)}
 def log_scalars(run, writer, mean, lr_now):
     """The report's numbers to TensorBoard; images/s counts this process's steps only."""
@@ -379,9 +379,10 @@ def save_figure(fig, path):
 def save_samples(images, labels, G):
     # interpolation.png: lines through the noise space; smooth changes mean G learned digits.
     out, preview, per_row = Path(out_dir), images[:256], math.ceil(min(len(images), 256) ** 0.5)
-    if len(labels.unique()) > 1:  # a conditional G's classes in turn: a row a class, up to 8 each
-        per_row = min(8, len(images) // len(labels.unique()))
-        preview = torch.cat([images[labels == k][:per_row] for k in labels.unique()])
+    drawn = labels.unique()
+    if len(drawn) > 1:  # a conditional G's classes in turn: a row a class, up to 8 each
+        per_row = min(8, len(images) // len(drawn))
+        preview = torch.cat([images[labels == k][:per_row] for k in drawn])
     atomic_save(images, out / "samples.pt")
     save_pngs(images, labels, G.classes, out / "samples")
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
@@ -400,11 +401,13 @@ def save_pngs(images, labels, classes, folder):
     aside = folder.with_name(folder.name + ".tmp")
     with writing(folder):
         shutil.rmtree(aside, ignore_errors=True)
+        wheres = [aside / name.replace("/", "-") for name in classes] or [aside]  # a folder a class
+        for y in labels.unique().tolist():  # the classes drawn
+            wheres[y].mkdir(parents=True)
         pixels = images.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
         for i, (picture, y) in enumerate(zip(pixels, labels.tolist())):
-            where = aside / classes[y].replace("/", "-") if classes else aside
-            where.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(picture[..., 0] if channels == 1 else picture).save(where / f"{i}.png")
+            picture = picture[..., 0] if channels == 1 else picture  # H x W for gray, H x W x 3
+            Image.fromarray(picture).save(wheres[y] / f"{i}.png")
         shutil.rmtree(folder, ignore_errors=True)
         aside.rename(folder)
 
@@ -514,7 +517,7 @@ def read_picture(path):
     """As a viewer shows it: upright by EXIF, 16 bits scaled to 8, alpha on white; uint8 CxHxW."""
     with Image.open(path) as image:
         image = ImageOps.exif_transpose(image)
-        gray = image.mode in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+        gray = Image.getmodebase(image.mode) == "L"  # 1, L, LA, I, I;16, F: gray, whatever the depth
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16 or 32 bits a pixel: to 8
             image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
         if "A" in image.mode or "transparency" in image.info:
@@ -654,8 +657,8 @@ def save_checkpoint(parts, run):
                 Path(out_dir) / "checkpoint.pt")
 def keep_the_run_there():  # a new run never replaces another's weights: refused, with two ways on
     there = [name for name in ("checkpoint.pt", "generator.pth") if (Path(out_dir) / name).exists()]
-    free = next(f"{out_dir}_{i}" for i in range(2, 10**6) if not Path(f"{out_dir}_{i}").exists())
     if there:
+        free = next(f"{out_dir}_{i}" for i in range(2, 10**6) if not Path(f"{out_dir}_{i}").exists())
         fail(f"{out_dir} holds a run ({there[0]}) that a new one would replace: go on with it with "
              f"{resume_command()}, or start the new one with --out_dir={shlex.quote(free)}")
 
@@ -760,7 +763,7 @@ RULES = [  # (constants, a test each must pass, what it must be), for the file a
     (("image_size",), lambda v: integer(v) and v >= 4, "an int, at least 4 pixels"),
     (("channels",), lambda v: integer(v) and v in (1, 3), "1 (gray) or 3 (colour)")]
 def as_meant(values):
-    """Constants as a person writes them, as the script means them: a list for a tuple, ~ for home."""
+    """Constants as a person writes them, as the script means them: [64] for (64,), ~ for home."""
     return {k: tuple(v) if type(v) is list else os.path.expanduser(v)
             if k.endswith("_dir") and type(v) is str else v for k, v in values.items()}
 def check_config():

@@ -133,12 +133,16 @@ def inception_score(probs):
     return float(kl.mean().exp())
 
 
-def score(model, images, ref_feats):
-    """FID against the reference on as many images as held-out digits exist, IS and shares on all."""
+def score(model, images, ref_feats, labels=None):
+    """FID against the reference on as many images as held-out digits exist, IS and shares on all,
+    and, given the class each image was asked to be, the share the CNN reads as that class."""
     feats, probs = features_and_probs(model, images)
     shares = torch.bincount(probs.argmax(1), minlength=10).double() / len(images)
-    return {"fid": frechet_distance(feats[: len(ref_feats)], ref_feats), "is": inception_score(probs),
-            "min_share": float(shares.min()), "shares": [round(float(s), 4) for s in shares]}
+    found = {"fid": frechet_distance(feats[: len(ref_feats)], ref_feats), "is": inception_score(probs),
+             "min_share": float(shares.min()), "shares": [round(float(s), 4) for s in shares]}
+    if labels is not None:
+        found["label_accuracy"] = float((probs.argmax(1) == labels).double().mean())
+    return found
 
 
 def load_samples(path, n, seed):
@@ -198,11 +202,10 @@ def main(argv=None):
     accuracy = float((features_and_probs(model, held_x)[1].argmax(1) == held_y).double().mean())
     ref_feats, _ = features_and_probs(model, ref_x)
     real = score(model, sets["real"][: args.n], ref_feats)
-    fake = score(model, samples, ref_feats)
+    fake = score(model, samples, ref_feats, labels)
     plot_shares(fake["shares"], Path(args.samples).with_name("digit_shares.png"))
 
     if labels is not None:  # a conditional generator: does it draw the class it was asked for?
-        fake["label_accuracy"] = float((features_and_probs(model, samples)[1].argmax(1) == labels).double().mean())
         print(f"label accuracy: the CNN reads {fake['label_accuracy']:.2%} of the samples as the class "
               f"they were asked to be, and {accuracy:.2%} of real held-out images right")
     print(f"classifier: {accuracy:.2%} on {len(held_x)} held-out real images ({args.data_dir}); "
