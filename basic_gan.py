@@ -121,13 +121,16 @@ class Discriminator(nn.Module):
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2, inplace=True)]
             width_in = width
-        self.net = nn.Sequential(*layers, nn.Linear(width_in, 1))  # a logit; the loss adds sigmoid
+        self.net = nn.Sequential(*layers, nn.Linear(width_in, 1 + classes))  # see forward()
 
     def forward(self, x, labels=None):
         if self.embed is None:
-            return self.net(x)
-        features = self.net[:-1](x)  # conditional: projection (Miyato & Koyama 2018), is x its class?
-        return self.net[-1](features) + (self.embed(labels) * features).sum(1, keepdim=True)
+            return self.net(x)  # a logit: real or fake? (the loss adds the sigmoid)
+        *hidden, last = self.net  # conditional: that logit plus a projection term (Miyato & Koyama
+        for layer in hidden:  # 2018), is x its class?, then a logit per class: D's guess (AC-GAN)
+            x = layer(x)
+        logits, projection = last(x), (self.embed(labels) * x).sum(1, keepdim=True)
+        return torch.cat([logits[:, :1] + projection, logits[:, 1:]], 1)
 
 def make_ema(G):
     """A running average of G's weights (ema_update, below, moves it): it draws the better digits.
@@ -142,6 +145,11 @@ def r1_penalty(real, real_logits):
     grad, = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
     return r1_gamma / 2 * grad.square().sum(1).mean()
 
+def class_loss(d_out, labels, weight):
+    # Conditional: D also learns to name real images' classes, and G to draw fakes that D names as
+    # asked (AC-GAN, Odena et al. 2017); G's pull is the stronger (measured): fakes look their class.
+    return weight * nn.functional.cross_entropy(d_out[:, 1:], labels) if d_out.shape[1] > 1 else 0
+
 def train_step(G, D, G_ema, opt_g, opt_d, real, labels, step, autocast):
     # What to watch: D(x) and D(G(z)), D's mean belief that real and fake digits are real. Healthy:
     # both near 0.5, D(x) a little higher (the defaults: 0.51 and 0.49, 0.55 and 0.45 at the end):
@@ -153,9 +161,11 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, labels, step, autocast):
     # (1) Update D to maximize log D(x) + log(1 - D(G(z))): call real digits real, fakes fake.
     with autocast():
         fake = G(z, labels)  # one G forward serves both updates: detached for D, attached for G
-        real_logits, fake_logits = D(real, labels), D(fake.detach(), labels)
+        real_out, fake_out = D(real, labels), D(fake.detach(), labels)
+        real_logits, fake_logits = real_out[:, :1], fake_out[:, :1]  # the rest: class guesses
         d_loss = (criterion(real_logits, torch.ones_like(real_logits))
-                  + criterion(fake_logits, torch.zeros_like(fake_logits)))
+                  + criterion(fake_logits, torch.zeros_like(fake_logits))
+                  + class_loss(real_out, labels, 0.5))  # D learns classes from real images only
     if use_r1:  # lazy: every r1_every steps, scaled up so the average pull is the same
         d_loss = d_loss + r1_every * r1_penalty(real, real_logits.float())
     opt_d.zero_grad(set_to_none=True)
@@ -165,8 +175,8 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, labels, step, autocast):
     # log(1 - D(G(z))), as the minimax game reads: that gives G no gradient while D wins).
     D.requires_grad_(False)  # G's update needs gradients through D, not for D's weights
     with autocast():
-        g_logits = D(fake, labels)
-        g_loss = criterion(g_logits, torch.ones_like(g_logits))
+        g_out = D(fake, labels)
+        g_loss = criterion(g_out[:, :1], torch.ones_like(g_out[:, :1])) + class_loss(g_out, labels, 4.0)
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
@@ -236,15 +246,6 @@ def generate(G, noise, labels=None):  # labels: the class of each, for a conditi
     images = G.eval()(noise, labels).float()  # BatchNorm's running statistics, not the batch's
     G.train(training)
     return images
-
-def sample_digits(n):
-    """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples.png and more."""
-    G = load_generator(Path(out_dir) / "generator.pth", n)  # and check n of its images fit
-    torch.manual_seed(seed)
-    images, labels = torch.empty(n, channels, image_size, image_size), labels_to_draw(G, n)
-    for chunk, classes in zip(images.split(10_000), labels.split(10_000)):  # activations stay small
-        chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim), classes).view_as(chunk) + 1) / 2)
-    save_samples(images, labels, G)
 
 # %% ==== plumbing a learner need not read: set-up, files, checkpoints, command line, checks ====
 STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
@@ -375,6 +376,15 @@ def save_figure(fig, path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
+
+def sample_digits(n):
+    """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples.png and more."""
+    G = load_generator(Path(out_dir) / "generator.pth", n)  # and check n of its images fit
+    torch.manual_seed(seed)
+    images, labels = torch.empty(n, channels, image_size, image_size), labels_to_draw(G, n)
+    for chunk, classes in zip(images.split(10_000), labels.split(10_000)):  # activations stay small
+        chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim), classes).view_as(chunk) + 1) / 2)
+    save_samples(images, labels, G)
 
 def save_samples(images, labels, G):
     # interpolation.png: lines through the noise space; smooth changes mean G learned digits.

@@ -135,3 +135,11 @@ def test_a_generator_that_ignores_its_label_would_fail(gan, tmp_path, monkeypatc
     assert (nearest == classes).float().mean() > 0.8
     deaf = gan.generate(G, torch.randn(200, G.z_dim), torch.zeros(200, dtype=torch.long))  # one label for all
     assert (torch.cdist(deaf, means).argmin(1) == classes).float().mean() < 0.3
+    # And D's class guesses (AC-GAN's head, which pulls G towards its class) name real images' classes.
+    d = torch.load(tmp_path / "run" / "discriminator.pth", weights_only=True)
+    D = gan.Discriminator(d["config"]["d_widths"], classes=10)
+    D.load_state_dict(d["state_dict"])
+    real, labels = images.float().flatten(1) / 127.5 - 1, labels.long()
+    with torch.no_grad():
+        out = D(real, labels)
+    assert out.shape == (1024, 11) and (out[:, 1:].argmax(1) == labels).float().mean() > 0.9
