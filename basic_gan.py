@@ -259,7 +259,7 @@ def training_run(checkpoint):
         torch.manual_seed(seed)
         torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
         images, labels, classes, data = training_data(dev)
-        models = build(dev, len(classes) if conditional else 0)
+        models = build(dev, len(classes))  # no classes where the run is not conditional
         run = restore(checkpoint, models, dev, data, prec) if checkpoint else {
             "step": 0, "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}",
             "data": data, "precision": prec,  # what it trains on, and how: a resume checks both
@@ -450,11 +450,14 @@ def find_idx(folder, split="train", kind="images"):
     """The IDX file of one split in a folder that holds the files directly, or None."""
     name = f"{'t10k' if split == 'test' else 'train'}-{kind}-idx{1 if kind == 'labels' else 3}-ubyte"
     return next((p for p in (Path(folder, name), Path(folder, name + ".gz")) if p.is_file()), None)
+def idx_file(split, kind="images"):  # in data_dir itself, or where torchvision downloads to
+    raw = Path(data_dir) / dataset / "raw"
+    return find_idx(data_dir, split, kind) or find_idx(raw, split, kind)
 def load_digits(split="train"):
     """MNIST's or Fashion-MNIST's 28 x 28 images, from IDX files in data_dir or data_dir/DATASET/raw,
     gzipped or not. Where there are none, torchvision downloads them there (mirrors, md5 checks)."""
     raw = Path(data_dir) / dataset / "raw"
-    if not (find_idx(data_dir, split) or find_idx(raw, split)):
+    if not idx_file(split):
         made = [d for d in (raw, raw.parent, Path(data_dir)) if not d.exists()]
         try:
             getattr(datasets, dataset)(data_dir, train=split == "train", download=True)
@@ -466,7 +469,7 @@ def load_digits(split="train"):
             fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put "
                  f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz"
                  f" and t10k-labels-idx1-ubyte.gz in {raw}/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
-    images = read_idx(find_idx(data_dir, split) or find_idx(raw, split))
+    images = read_idx(idx_file(split))
     check_memory(len(images))
     return images
 
@@ -475,11 +478,10 @@ def load_labels(split, count):
     all 0, and no names, where the run is not conditional."""
     if not conditional:
         return torch.zeros(count, dtype=torch.long), []
-    raw = Path(data_dir) / dataset / "raw"
-    path = find_idx(data_dir, split, "labels") or find_idx(raw, split, "labels")
+    path = idx_file(split, "labels")
     if path is None:
         fail(f"conditional needs each image's class, and there is no {split} label file "
-             f"(*-labels-idx1-ubyte) in {data_dir} or {raw}")
+             f"(*-labels-idx1-ubyte) in {data_dir} or {Path(data_dir) / dataset / 'raw'}")
     labels = read_idx(path).long()
     if labels.shape != (count,) or labels.max() >= 10:
         fail(f"{path} does not match the images: {len(labels)} labels for {count} images, "

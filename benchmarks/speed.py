@@ -85,7 +85,7 @@ def basic_gan_steps(dev, prec="fp32", classes=0):
     """basic_gan's step; with classes, the conditional one, on random labels (the cost is the same)."""
     batches = basic_gan_batches(basic_gan.load_images("train")[0].to(dev), dev)
     G, D, G_ema, opt_g, opt_d = basic_gan.build(dev, classes)
-    labels = torch.randint(0, max(classes, 1), (basic_gan.batch_size,), device=dev) if classes else None
+    labels = torch.randint(0, classes, (basic_gan.batch_size,), device=dev) if classes else None
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
     step = [0]
 
