@@ -8,7 +8,7 @@ story is in notebook cells (# %%); what a learner need not read is below the plu
     python basic_gan.py --help                list the constants
 """
 # %% imports
-import math, sys, time  # noqa: E401
+import contextlib, math, sys, time  # noqa: E401
 from pathlib import Path
 
 import matplotlib
@@ -21,8 +21,9 @@ from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
 # and for the plumbing below the story
-import argparse, ast, contextlib, difflib, gzip, linecache, os, re, shlex, shutil, signal, threading
+import argparse, ast, difflib, gzip, linecache, os, re, shlex, shutil, signal, threading
 import zlib
+from types import SimpleNamespace
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import datasets
 from torchvision.transforms.v2 import functional as TF
@@ -55,8 +56,9 @@ conditional = False        # True: G and D also see each image's class, so G dra
 label = ""                 # the class --sample draws from a conditional G; "" = each in turn
 
 # The constants as written: every main() call starts from them, then applies its command line.
+# (Only the names this cell sets: a notebook's own variables are not constants. See constants_cell.)
 DEFAULTS = {k: v for k, v in globals().items() if k.islower() and not k.startswith("_")
-            and type(v) in (bool, int, float, str, tuple, list, type(None))}
+            and isinstance(v, (bool, int, float, str, tuple, list, Path, type(None)))}
 
 # %% show(): a grid of images, inline in a notebook, in a window on a desktop, else a PNG file
 def grid(images, nrow=8):
@@ -121,53 +123,64 @@ class Discriminator(nn.Module):
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2, inplace=True)]
             width_in = width
-        self.net = nn.Sequential(*layers, nn.Linear(width_in, 1 + classes))  # see forward()
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width_in, 1 + classes)  # a logit: real or fake?, then one a class
 
     def forward(self, x, labels=None):
+        """D's logit that x is real (the loss adds the sigmoid); conditional: also one per class."""
+        features = self.features(x)
         if self.embed is None:
-            return self.net(x)  # a logit: real or fake? (the loss adds the sigmoid)
-        *hidden, last = self.net  # conditional: that logit plus a projection term (Miyato & Koyama
-        for layer in hidden:  # 2018), is x its class?, then a logit per class: D's guess (AC-GAN)
-            x = layer(x)
-        logits, projection = last(x), (self.embed(labels) * x).sum(1, keepdim=True)
-        return torch.cat([logits[:, :1] + projection, logits[:, 1:]], 1)
+            return self.head(features), None
+        logits = self.head(features)  # and a projection term: is x of its class? (Miyato & Koyama
+        projection = (self.embed(labels) * features).sum(1, keepdim=True)  # 2018)
+        return logits[:, :1] + projection, logits[:, 1:]  # and D's guess of each class (AC-GAN)
 
 def make_ema(G):
     """A running average of G's weights (ema_update, below, moves it): it draws the better digits.
     use_buffers: BatchNorm's running statistics are averaged too, so it samples in eval mode."""
     return AveragedModel(G, multi_avg_fn=ema_update, use_buffers=True).requires_grad_(False)
 
+# %% the two players, an Adam optimizer each, and the average of G that draws the samples
+def make_models(dev, classes=0):  # classes: how many, for a conditional GAN
+    pixels = channels * image_size ** 2
+    G = Generator(z_dim, g_widths, pixels, classes).to(dev)
+    D = Discriminator(d_widths, pixels, classes).to(dev)
+    fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a CPU step
+    opt_g = torch.optim.Adam(G.parameters(), lr, betas=(beta1, 0.999), fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr, betas=(beta1, 0.999), fused=fused)
+    G_ema = make_ema(G) if ema_decay > 0 else None
+    return G, D, G_ema, opt_g, opt_d
+
 # %% one training step: D learns to tell real from fake, then G learns to fool D
 criterion = nn.BCEWithLogitsLoss()  # BCE on D's logit: -log D(x) for a label 1, -log(1 - D(x)) for 0
+D_CLASS_WEIGHT, G_CLASS_WEIGHT = 0.5, 4.0  # conditional: the class loss's pull on D and on G
 
-def r1_penalty(real, real_logits):
+def r1_penalty(real, real_logit):
     # R1 (Mescheder et al. 2018): a D that is flat around real digits cannot push G into one mode.
-    grad, = torch.autograd.grad(real_logits.sum(), real, create_graph=True)
+    grad, = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
     return r1_gamma / 2 * grad.square().sum(1).mean()
 
-def class_loss(d_out, labels, weight):
-    # Conditional: D also learns to name real images' classes, and G to draw fakes that D names as
-    # asked (AC-GAN, Odena et al. 2017); G's pull is the stronger (measured): fakes look their class.
-    return weight * nn.functional.cross_entropy(d_out[:, 1:], labels) if d_out.shape[1] > 1 else 0
-
-def train_step(G, D, G_ema, opt_g, opt_d, real, labels, step, autocast):
+def train_step(G, D, G_ema, opt_g, opt_d, real, labels=None, use_r1=False,
+               autocast=contextlib.nullcontext):
     # What to watch: D(x) and D(G(z)), D's mean belief that real and fake digits are real. Healthy:
-    # both near 0.5, D(x) a little higher (the defaults: 0.51 and 0.49, 0.55 and 0.45 at the end):
-    # D can barely tell them apart. D wins outright when D(x) -> 1 and D(G(z)) -> 0 for good: its loss
-    # falls to 0, G's climbs, the fakes stop improving. G collapses when the fakes show one digit.
+    # both near 0.5, D(x) a little higher: D can barely tell them apart. D wins outright when
+    # D(x) -> 1 and D(G(z)) -> 0 for good: its loss falls to 0, G's climbs, the fakes stop
+    # improving. G collapses when the fakes show one digit. labels: None unless conditional.
     z = torch.randn(len(real), z_dim, device=real.device)
-    use_r1 = r1_gamma > 0 and step % r1_every == 0
     real.requires_grad_(use_r1)
-    # (1) Update D to maximize log D(x) + log(1 - D(G(z))): call real digits real, fakes fake.
-    with autocast():
+    with autocast():  # bf16 where the CPU has it natively
+        # (1) Update D to maximize log D(x) + log(1 - D(G(z))): call real digits real, fakes fake.
         fake = G(z, labels)  # one G forward serves both updates: detached for D, attached for G
-        real_out, fake_out = D(real, labels), D(fake.detach(), labels)
-        real_logits, fake_logits = real_out[:, :1], fake_out[:, :1]  # the rest: class guesses
-        d_loss = (criterion(real_logits, torch.ones_like(real_logits))
-                  + criterion(fake_logits, torch.zeros_like(fake_logits))
-                  + class_loss(real_out, labels, 0.5))  # D learns classes from real images only
+        (real_logit, real_classes), (fake_logit, _) = D(real, labels), D(fake.detach(), labels)
+        losses = {"D_real": criterion(real_logit, torch.ones_like(real_logit)),   # -log D(x)
+                  "D_fake": criterion(fake_logit, torch.zeros_like(fake_logit))}  # -log(1 - D(G(z)))
+        d_loss = losses["D_real"] + losses["D_fake"]
+        if labels is not None:  # conditional: D also learns to name real images' classes (AC-GAN,
+            losses["D_class"] = nn.functional.cross_entropy(real_classes, labels)  # Odena 2017)
+            d_loss = d_loss + D_CLASS_WEIGHT * losses["D_class"]
     if use_r1:  # lazy: every r1_every steps, scaled up so the average pull is the same
-        d_loss = d_loss + r1_every * r1_penalty(real, real_logits.float())
+        losses["R1"] = r1_penalty(real, real_logit.float())
+        d_loss = d_loss + r1_every * losses["R1"]
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
@@ -175,17 +188,20 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, labels, step, autocast):
     # log(1 - D(G(z))), as the minimax game reads: that gives G no gradient while D wins).
     D.requires_grad_(False)  # G's update needs gradients through D, not for D's weights
     with autocast():
-        g_out = D(fake, labels)
-        g_loss = criterion(g_out[:, :1], torch.ones_like(g_out[:, :1])) + class_loss(g_out, labels, 4.0)
+        fake_logit_now, fake_classes = D(fake, labels)
+        losses["G"] = g_loss = criterion(fake_logit_now, torch.ones_like(fake_logit_now))
+        if labels is not None:  # and G draws fakes that D names as the class asked for
+            losses["G_class"] = nn.functional.cross_entropy(fake_classes, labels)
+            g_loss = g_loss + G_CLASS_WEIGHT * losses["G_class"]
     opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     opt_g.step()
     D.requires_grad_(True)
     if G_ema is not None:
         G_ema.update_parameters(G)
-    d_real, d_fake = real_logits.sigmoid().mean(), fake_logits.sigmoid().mean()
-    stats = torch.stack([d_loss, g_loss, d_real, d_fake]).detach().float().tolist()  # the one sync
-    return dict(zip(("d_loss", "g_loss", "d_real", "d_fake"), stats))
+    losses["D(x)"] = real_logit.detach().sigmoid().mean()  # D's mean belief that x is real
+    losses["D(G(z))"] = fake_logit.detach().sigmoid().mean()
+    return {name: value.detach() for name, value in losses.items()}  # tensors: nothing waits on them
 
 def lr_at(step, total_steps):
     """lr, constant at first, then falling linearly to 0 over the last lr_decay of training."""
@@ -193,44 +209,49 @@ def lr_at(step, total_steps):
 
 # %% the training loop: for each epoch, for each batch, one step; a report every info_step
 def train(checkpoint=None):
-    with training_run(checkpoint) as (images, labels, models, run, writer):  # set up, see below
-        G, D, G_ema, opt_g, opt_d = models
-        for epoch in range(run["step"] // run["steps_per_epoch"], epochs):
-            done = run["step"] - epoch * run["steps_per_epoch"]  # > 0 where a resume lands mid-epoch
+    with training_run(checkpoint) as (images, labels, run):  # the lock, data, TensorBoard: below
+        G, D, G_ema, opt_g, opt_d = make_models(run.device, len(run.classes))
+        step = start(run, checkpoint, G, D, G_ema, opt_g, opt_d)  # 0, or where a run stopped
+        steps_per_epoch, total_steps, last_step, report_every = plan(len(images))
+        for epoch in range(step // steps_per_epoch, epochs):
+            done = step % steps_per_epoch  # > 0 where a resume lands mid-epoch
             bar = tqdm(make_dataloader(images, labels, epoch, done), initial=done, leave=False,
-                       desc=f"epoch {epoch + 1}/{epochs}", total=run["steps_per_epoch"])
-            for batch, classes in bar:
+                       desc=f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch)
+            for batch, batch_labels in bar:
+                lr_now = lr_at(step, total_steps)
                 for group in opt_g.param_groups + opt_d.param_groups:
-                    group["lr"] = lr_at(run["step"], run["total_steps"])
+                    group["lr"] = lr_now
                 real = to_model_range(batch)
-                stats = train_step(*models, real, classes, run["step"], run["autocast"])
-                run["step"] += 1
-                if not math.isfinite(stats["d_loss"] + stats["g_loss"]):  # before any save
-                    fail(f"step {run['step']}: the loss is not finite ({stats}). "
-                         f"{checkpoint_left()}", code=1)
-                bar.set_postfix(D=f"{stats['d_loss']:.3f}", G=f"{stats['g_loss']:.3f}", refresh=0)
-                run["recent"].append(stats)
-                if run["step"] % run["report_every"] == 0:
-                    report(run, writer, G_ema or G, real, opt_g.param_groups[0]["lr"])
-                if STOP or run["step"] == run["last_step"]:
+                losses = train_step(G, D, G_ema, opt_g, opt_d, real,
+                                    labels=batch_labels if conditional else None,
+                                    use_r1=r1_gamma > 0 and step % r1_every == 0, autocast=run.autocast)
+                run.recent.append(losses)
+                step += 1
+                if step % report_every == 0:
+                    report(run, step, G_ema or G, real, lr_now)
+                if STOP or step == last_step:
                     break
             bar.close()
-            if end_of_epoch(models, run, writer):  # saves; True when the run stops here
+            save_run(run, step, G, D, G_ema, opt_g, opt_d)  # after every epoch; stops on Ctrl-C
+            if step == last_step:
                 break
-    finish(run, G_ema or G)
+    finish(run, step, G_ema or G)
     return G, D, G_ema
 
-def report(run, writer, G, real, lr_now):
+def report(run, step, G, real, lr_now):
     """Every info_step: the mean losses and D's beliefs since the last report, and both grids."""
-    mean = {k: sum(s[k] for s in run["recent"]) / len(run["recent"]) for k in run["recent"][0]}
-    run["recent"], images_per_s = [], log_scalars(run, writer, mean, lr_now)
-    tqdm.write(f"step {run['step']}: G loss {mean['g_loss']:.4f}, D loss {mean['d_loss']:.4f}, "
-               f"D(x) {mean['d_real']:.2f}, D(G(z)) {mean['d_fake']:.2f}, {images_per_s:.0f} img/s")
-    fake = generate(G, run["fixed_noise"], run["fixed_labels"])  # the same each time: G's progress
-    run["progress"].append(fake[:8].cpu())  # a row for the progress strip at the end
+    mean = mean_losses(run, step)  # of each loss since the last report: the one wait for numbers
+    images_per_s = log_scalars(run, step, mean, lr_now)
+    extra = "".join(f", {name.replace('_', ' ')} {mean[name]:.3f}" for name in ("R1", "D_class", "G_class")
+                    if name in mean)
+    tqdm.write(f"step {step}: D loss {mean['D_real'] + mean['D_fake']:.3f} (real {mean['D_real']:.3f} "
+               f"+ fake {mean['D_fake']:.3f}), G loss {mean['G']:.3f}, D(x) {mean['D(x)']:.2f}, "
+               f"D(G(z)) {mean['D(G(z))']:.2f}{extra}, {images_per_s:.0f} img/s")
+    fake = generate(G, run.fixed_noise, run.fixed_labels)  # the same each time: G's progress
+    run.progress.append(fake[:8].cpu())  # a row for the progress strip at the end
     for tag, images in (("fake", fake), ("real", real[:64])):
-        show(images, tag, run["step"])
-        writer.add_image(f"images/{tag}", grid(images), run["step"])
+        show(images, tag, step)
+        run.writer.add_image(f"images/{tag}", grid(images), step)
 
 # %% saving the weights (after every epoch, so also at the end), and drawing new digits
 def save_models(G, D, G_ema, classes=()):  # classes: their names, for a conditional G
@@ -251,7 +272,7 @@ def generate(G, noise, labels=None):  # labels: the class of each, for a conditi
 STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
 @contextlib.contextmanager
 def training_run(checkpoint):
-    """All around the loop: the lock, device, data, models, the run, TensorBoard, Ctrl-C, faults."""
+    """All around the loop: the lock, device, data, the run's record, TensorBoard, Ctrl-C, faults."""
     with only_this_run_in(Path(out_dir)), writing(Path(out_dir) / "runs"):
         if checkpoint is None:
             keep_the_run_there()
@@ -259,32 +280,59 @@ def training_run(checkpoint):
         torch.manual_seed(seed)
         torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
         images, labels, classes, data = training_data(dev)
-        models = build(dev, len(classes))  # no classes where the run is not conditional
-        run = restore(checkpoint, models, dev, data, prec) if checkpoint else {
-            "step": 0, "run_name": f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}",
-            "data": data, "precision": prec,  # what it trains on, and how: a resume checks both
-            "fixed_noise": torch.randn(8 * len(classes) if conditional else 64, z_dim, device=dev),
-            "fixed_labels": torch.arange(len(classes), device=dev).repeat_interleave(8)
-            if conditional else torch.zeros(64, dtype=torch.long, device=dev),  # a row a class
-            "classes": classes, "recent": [], "history": [], "progress": []}
-        run.update(plan(len(images)), timer=(time.perf_counter(), run["step"]),
-                   autocast=lambda: torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16"))
+        run = SimpleNamespace(**checkpoint["run"]) if checkpoint else SimpleNamespace(
+            step=0, run_name=f"{dataset}_seed{seed}_{time.strftime('%Y%m%d-%H%M%S')}",
+            data=data, precision=prec,  # what it trains on, and how: a resume checks both
+            classes=classes, recent=[], history=[], progress=[])
+        if checkpoint:
+            same_data_and_precision(run, data, prec)
+        run.device, run.timer = dev, (time.perf_counter(), run.step)  # the timer: for images/s
+        run.autocast = lambda: torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16")
         cpu = f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else "MPS"
+        steps_per_epoch, _, _, report_every = plan(len(images))
         print(f"training on {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else cpu} in "
-              f"{prec}: {epochs} epochs of {run['steps_per_epoch']} steps, a report every "
-              f"{run['report_every']}")
+              f"{prec}: {epochs} epochs of {steps_per_epoch} steps, a report every {report_every}")
         STOP.clear()
         stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum))
                  for s in (signal.SIGINT, signal.SIGTERM)}
         try:
-            with SummaryWriter(Path(out_dir) / "runs" / run["run_name"]) as writer:
-                if run["step"] == 0:  # the hyperparameters as a table; a resumed run appends
-                    writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + "\n".join(
+            with SummaryWriter(Path(out_dir) / "runs" / run.run_name) as run.writer:
+                if run.step == 0:  # the hyperparameters as a table; a resumed run appends
+                    run.writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + "\n".join(
                         f"|{k}|{v}|" for k, v in config().items()))
-                yield images, labels, models, run, writer
+                yield images, labels, run
         finally:
             for s, handler in stops.items():
                 signal.signal(s, handler)
+
+def start(run, checkpoint, *parts):
+    """A new run draws the noise its grids show; a resumed one gets back its weights, optimizers
+    and random state. The step to go on from."""
+    if checkpoint is None:  # drawn after the models, as the runs before this function were
+        per_class = 8 if conditional else 0  # a row of 8 a class, or 64 digits
+        run.fixed_noise = torch.randn(per_class * len(run.classes) or 64, z_dim, device=run.device)
+        run.fixed_labels = torch.arange(len(run.classes), device=run.device).repeat_interleave(
+            per_class) if conditional else None
+        return 0
+    for part, name in zip(parts, PARTS):
+        if part is not None and checkpoint[name] is not None:  # G_ema: None where ema_decay is 0
+            part.load_state_dict(checkpoint[name])
+    torch.set_rng_state(checkpoint["rng"])
+    if run.device.type == "cuda" and checkpoint["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(checkpoint["cuda_rng"], run.device)
+    print(f"resuming {run.run_name} at step {run.step}")
+    run.fixed_noise = run.fixed_noise.to(run.device)
+    run.fixed_labels = None if run.fixed_labels is None else run.fixed_labels.to(run.device)
+    return run.step
+
+def same_data_and_precision(run, data, prec):
+    if run.data != data:
+        fail(f"{data_dir} holds {data['images']} {dataset} images (crc32 {data['crc32']:08x}), "
+             f"not the {run.data['images']} (crc32 {run.data['crc32']:08x}) that {out_dir} "
+             f"trained on: set --data_dir to those")
+    if run.precision != prec:
+        print(f"note: {out_dir} trained in {run.precision}, goes on in {prec}: not bit-exact")
+        run.precision = prec
 
 def training_data(dev):
     """The training images and their classes, on the device, and what a checkpoint records."""
@@ -316,56 +364,61 @@ def pick_device():
     native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     auto = "bf16" if dev.type == "cpu" and native_bf16 else "fp32"
     return dev, auto if precision == "auto" else precision
-def build(dev, classes=0):
-    pixels = channels * image_size ** 2
-    G = Generator(z_dim, g_widths, pixels, classes).to(dev)
-    D = Discriminator(d_widths, pixels, classes).to(dev)
-    fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a CPU step
-    adam = lambda net: torch.optim.Adam(net.parameters(), lr, betas=(beta1, 0.999), fused=fused)
-    return G, D, make_ema(G) if ema_decay > 0 else None, adam(G), adam(D)
-
 def plan(num_images):
     """Steps per epoch, the steps the lr schedule spans, where this command stops, and how often it
     reports: every info_step, or 3 times in all where that would make fewer than 2 reports."""
     steps = num_images // batch_size
     total = epochs * steps
-    return {"steps_per_epoch": steps, "total_steps": total,
-            "last_step": min(total, max_steps or total),
-            "report_every": info_step if total >= 2 * info_step else max(1, total // 3)}
-def log_scalars(run, writer, mean, lr_now):
+    return steps, total, min(total, max_steps or total), (
+        info_step if total >= 2 * info_step else max(1, total // 3))
+def mean_losses(run, step):
+    """Each loss's mean over the steps since the last report (R1's over its own steps), read from
+    the device in one go, and checked before anything is saved or shown."""
+    since, names = step - len(run.recent), dict.fromkeys(n for losses in run.recent for n in losses)
+    means = torch.stack([torch.stack([s[n] for s in run.recent if n in s]).float().mean()
+                         for n in names]).tolist() if names else []
+    run.recent, mean = [], dict(zip(names, means))
+    if not all(map(math.isfinite, means)):
+        fail(f"between steps {since} and {step} the loss is not finite "
+             f"({', '.join(f'{k} {v:.3g}' for k, v in mean.items())}). {checkpoint_left()}", code=1)
+    return mean
+def log_scalars(run, step, mean, lr_now):
     """The report's numbers to TensorBoard; images/s counts this process's steps only."""
-    seconds, step = time.perf_counter() - run["timer"][0], run["step"]
-    images_per_s = (step - run["timer"][1]) * batch_size / seconds
-    run["timer"] = (time.perf_counter(), step)
-    run["history"].append((step, mean["g_loss"], mean["d_loss"]))
-    for name, value in {**mean, "lr": lr_now, "images_per_s": images_per_s}.items():
-        writer.add_scalar(("losses/" if "loss" in name else "charts/") + name, value, step)
+    seconds = time.perf_counter() - run.timer[0]
+    images_per_s = (step - run.timer[1]) * batch_size / seconds
+    run.timer = (time.perf_counter(), step)
+    run.history.append((step, mean["G"], mean["D_real"] + mean["D_fake"]))
+    for name, value in {"D": mean["D_real"] + mean["D_fake"], **mean}.items():
+        run.writer.add_scalar(("charts/" if "(" in name else "losses/") + name, value, step)
+    run.writer.add_scalar("charts/lr", lr_now, step)
+    run.writer.add_scalar("charts/images_per_s", images_per_s, step)
     return images_per_s
-def end_of_epoch(models, run, writer):
-    """Save the checkpoint and the weights; stop on Ctrl-C. True when the run is done."""
-    save_checkpoint(models, run)
-    save_models(*models[:3], run["classes"])
-    writer.flush()
+def save_run(run, step, G, D, G_ema, opt_g, opt_d):
+    """The checkpoint and the weights, after every epoch; then stop, on Ctrl-C."""
+    if run.recent:
+        mean_losses(run, step)  # refuses to save a run whose loss is not finite
+    save_checkpoint(run, step, G, D, G_ema, opt_g, opt_d)
+    save_models(G, D, G_ema, run.classes)
+    run.writer.flush()
     if STOP:
-        print(f"\nstopped at step {run['step']}, checkpoint saved. Continue with: "
+        print(f"\nstopped at step {step}, checkpoint saved. Continue with: "
               f"{resume_command()}", file=sys.stderr)
         raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
-    return run["step"] == run["last_step"]
 def resume_command():
     if in_notebook():
         return f"basic_gan.main(['--resume', '--out_dir={out_dir}'])"
     return f"python basic_gan.py --resume --out_dir={shlex.quote(out_dir)}"
 
-def finish(run, G):
+def finish(run, step, G):
     """The end of training: a last grid, the digits forming row by row, and the loss curve."""
-    show(generate(G, run["fixed_noise"], run["fixed_labels"]), "fake", run["step"])
-    if run["progress"]:
-        rows = torch.stack(run["progress"])
+    show(generate(G, run.fixed_noise, run.fixed_labels), "fake", step)
+    if run.progress:
+        rows = torch.stack(run.progress)
         rows = rows[torch.linspace(0, len(rows) - 1, min(len(rows), 10)).round().long()]
         with writing(Path(out_dir) / "progress.png"):
             save_image(grid(rows), Path(out_dir) / "progress.png")
-    if run["history"]:
-        steps, g, d = zip(*run["history"])
+    if run.history:
+        steps, g, d = zip(*run.history)
         fig = plt.figure(figsize=(6, 3))
         plt.plot(steps, g, steps, d)
         plt.xlabel("step"), plt.legend(["G loss", "D loss"]), plt.tight_layout()
@@ -654,19 +707,20 @@ def load_generator(path, n=0):
     check_memory(n, 4)
     return G
 
-CHECKPOINT_FORMAT = 2  # 2: the data order follows from (seed, epoch), so no data RNG is saved
+CHECKPOINT_FORMAT = 3  # 3: D's head apart from its features; 2: the data order from (seed, epoch)
 PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
 # On --resume these may change: how long and where it goes on. The rest would make another run.
 NOT_THE_RUN = ("epochs", "data_dir", "max_steps", "info_step", "device", "precision", "out_dir",
                "resume", "sample", "label")
-def save_checkpoint(parts, run):
+def save_checkpoint(run, step, *parts):
     where = {"data_dir": str(Path(data_dir).absolute())}  # so a resume from another folder finds it
-    derived = ("timer", "autocast", *plan(0))  # made anew by each command
+    kept = {k: v for k, v in vars(run).items() if k not in ("device", "timer", "autocast", "writer")}
+    cuda = run.device.type == "cuda"  # only the GPU it runs on: no context opened on the others
     atomic_save({"format": CHECKPOINT_FORMAT, "config": {**config(), **where},
-                 "run": {k: v for k, v in run.items() if k not in derived},
+                 "run": {**kept, "step": step},
                  **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
-                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state_all()},
-                Path(out_dir) / "checkpoint.pt")
+                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(run.device)
+                 if cuda else None}, Path(out_dir) / "checkpoint.pt")
 def keep_the_run_there():  # a new run never replaces another's weights: refused, with two ways on
     there = [name for name in ("checkpoint.pt", "generator.pth") if (Path(out_dir) / name).exists()]
     if there:
@@ -689,38 +743,34 @@ def restore_config(overrides):
     per_call = ("out_dir", "resume", "sample", "max_steps", "label")  # said anew every command
     globals().update({k: v for k, v in saved.items() if k in DEFAULTS and k not in per_call})
     globals().update(overrides)
-    step, last = ckpt["run"]["step"], plan(ckpt["run"]["data"]["images"])["last_step"]
+    step, last = ckpt["run"]["step"], plan(ckpt["run"]["data"]["images"])[2]
     if step >= last and max_steps and step >= max_steps:  # trained all it was asked to: say so
         print(f"{out_dir} is at step {step}: --max_steps={max_steps} leaves nothing to do")
     elif step >= last:
         print(f"{out_dir} has finished its {epochs} epochs ({step} steps). To train it longer: "
               f"{resume_command()} --epochs={2 * epochs}")
     return ckpt if step < last else None
-def restore(ckpt, parts, dev, data, prec):
-    """The run as the checkpoint left it: weights, optimizers, RNG and the loop's own state."""
-    run = ckpt["run"]
-    if run["data"] != data:
-        fail(f"{data_dir} holds {data['images']} {dataset} images (crc32 {data['crc32']:08x}), "
-             f"not the {run['data']['images']} (crc32 {run['data']['crc32']:08x}) that {out_dir} "
-             f"trained on: set --data_dir to those")
-    if run["precision"] != prec:
-        print(f"note: {out_dir} trained in {run['precision']}, goes on in {prec}: not bit-exact")
-    for part, name in zip(parts, PARTS):
-        if part is not None and ckpt[name] is not None:  # G_ema is None where ema_decay is 0
-            part.load_state_dict(ckpt[name])
-    torch.set_rng_state(ckpt["rng"])
-    if dev.type == "cuda" and ckpt["cuda_rng"]:
-        torch.cuda.set_rng_state_all(ckpt["cuda_rng"])
-    print(f"resuming {run['run_name']} at step {run['step']}")
-    noise = run["fixed_noise"].to(dev)  # and the classes of each, since conditional GANs came
-    labels = run.get("fixed_labels", torch.zeros(len(noise), dtype=torch.long)).to(dev)
-    return {"classes": [], **run, "fixed_noise": noise, "fixed_labels": labels, "precision": prec}
-
 # ---- the command line, generated from the constants, and the checks of their values ----
+def constants_cell():
+    """The text of the constants cell: in this file or pasted cell, or, where a notebook ran the
+    cells one by one, the latest that it ran (IPython keeps each cell's text in linecache)."""
+    here = "".join(linecache.getlines(constants_cell.__code__.co_filename))
+    cells = ["".join(entry[2]) for entry in reversed(linecache.cache.values()) if len(entry) > 2]
+    for source in (here, *cells):
+        if found := re.search(r"^# %% the constants.*?$(.*?)^# %%", source, re.M | re.S):
+            return found[1]
+    return ""
+def names_set_in(cell):
+    names = [target.id for node in ast.parse(cell).body if isinstance(node, ast.Assign)
+             for target in node.targets if isinstance(target, ast.Name)]
+    return [name for name in names if name.islower() and not name.startswith("_")]
+if names_set_in(constants_cell()):  # else the text is not at hand: every lowercase plain name
+    DEFAULTS = {k: v for k, v in DEFAULTS.items() if k in names_set_in(constants_cell())}
+
 def parse_args(argv):
     """{name: value} of each constant the command line sets: --name=value or --name value."""
     source = "".join(linecache.getlines(parse_args.__code__.co_filename))  # a file, or a cell
-    comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", source, re.M))
+    comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", constants_cell(), re.M))
     parser = argparse.ArgumentParser(usage="basic_gan.py [--name=value ...]",
                                      description=ast.get_docstring(ast.parse(source)) or "",
                                      formatter_class=argparse.RawTextHelpFormatter,
@@ -736,7 +786,7 @@ def parse_args(argv):
         return text
     for key, default in DEFAULTS.items():
         flag = type(default) is bool  # a bare --resume means --resume=True
-        parser.add_argument(f"--{key}", type=str if type(default) is str else literal,
+        parser.add_argument(f"--{key}", type=str if isinstance(default, (str, Path)) else literal,
                             metavar="BOOL" if flag else "",
                             nargs="?" if flag else None, const=True if flag else None,
                             help=f"{comments.get(key, '')} (default: {default!r})")
@@ -777,9 +827,14 @@ RULES = [  # (constants, a test each must pass, what it must be), for the file a
 def as_meant(values):
     """Constants as a person writes them, as the script means them: [64] for (64,), ~ for home."""
     return {k: tuple(v) if type(v) is list else os.path.expanduser(v)
-            if k.endswith("_dir") and type(v) is str else v for k, v in values.items()}
+            if k.endswith("_dir") and isinstance(v, (str, Path)) else v for k, v in values.items()}
 def check_config():
     """Impossible values, refused before any data or output is touched."""
+    known = {k for keys, _, _ in RULES for k in keys}
+    for k in sorted(DEFAULTS.keys() - known if names_set_in(constants_cell()) else ()):
+        close = difflib.get_close_matches(k, known, n=1)  # epoch = 3 added to the cell, say
+        fail(f"{k}, set in the constants cell, is none of basic_gan's constants"
+             + (f": did you mean {close[0]}?" if close else ""))
     for keys, ok, wanted in RULES:
         for k in (k for k in keys if not ok(globals()[k])):
             fail(f"{k} must be {wanted}, got {globals()[k]!r}")

@@ -84,14 +84,15 @@ def basic_gan_batches(images, dev):
 def basic_gan_steps(dev, prec="fp32", classes=0):
     """basic_gan's step; with classes, the conditional one, on random labels (the cost is the same)."""
     batches = basic_gan_batches(basic_gan.load_images("train")[0].to(dev), dev)
-    G, D, G_ema, opt_g, opt_d = basic_gan.build(dev, classes)
+    G, D, G_ema, opt_g, opt_d = basic_gan.make_models(dev, classes)
     labels = torch.randint(0, classes, (basic_gan.batch_size,), device=dev) if classes else None
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
     step = [0]
 
     def run(n):
-        for _ in range(n):  # train_step returns Python floats: the loop's one host sync per step
-            basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), labels, step[0], autocast)
+        for _ in range(n):  # train_step returns tensors: no host sync, as in the loop between reports
+            basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), labels,
+                                 use_r1=step[0] % basic_gan.r1_every == 0, autocast=autocast)
             step[0] += 1
     return run
 

@@ -141,5 +141,6 @@ def test_a_generator_that_ignores_its_label_would_fail(gan, tmp_path, monkeypatc
     D.load_state_dict(d["state_dict"])
     real, labels = images.float().flatten(1) / 127.5 - 1, labels.long()
     with torch.no_grad():
-        out = D(real, labels)
-    assert out.shape == (1024, 11) and (out[:, 1:].argmax(1) == labels).float().mean() > 0.9
+        logit, guesses = D(real, labels)  # two things: real or fake, and which class
+    assert logit.shape == (1024, 1) and guesses.shape == (1024, 10)
+    assert (guesses.argmax(1) == labels).float().mean() > 0.9

@@ -154,7 +154,7 @@ def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan,
 def test_the_folder_is_free_again_after_main_returns_or_fails(gan, tiny_data, tmp_path, monkeypatch):
     gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
     real_step = gan.train_step
-    monkeypatch.setattr(gan, "train_step", lambda *a: {"d_loss": float("nan"), "g_loss": 0.0})
+    monkeypatch.setattr(gan, "train_step", lambda *a, **k: {"D_real": torch.tensor(float("nan"))})
     go_on = ["--resume", f"--out_dir={tmp_path}", "--max_steps=4"]
     with pytest.raises(SystemExit):
         gan.main(go_on)  # fails inside the loop, holding the folder

@@ -17,9 +17,9 @@ def test_generator_makes_images_in_tanh_range():
 def test_discriminator_gives_one_logit_per_image():
     torch.manual_seed(0)  # so the weights, and whether a logit leaves [0, 1], are the same every time
     D = basic_gan.Discriminator((512, 256, 128))
-    logits = D(torch.randn(8, 784) * 10)
-    assert logits.shape == (8, 1)
-    assert isinstance(D.net[-1], torch.nn.Linear)  # a logit: BCEWithLogitsLoss adds the sigmoid
+    logits, classes = D(torch.randn(8, 784) * 10)
+    assert logits.shape == (8, 1) and classes is None  # no class guesses where there are no classes
+    assert isinstance(D.head, torch.nn.Linear)  # a logit: BCEWithLogitsLoss adds the sigmoid
     assert (logits < 0).any() or (logits > 1).any()
 
 

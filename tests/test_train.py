@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -52,7 +53,7 @@ def test_saved_models_rebuild_from_their_own_file(trained, gan):
     G.load_state_dict(g["state_dict"])
     D = gan.Discriminator(d["config"]["d_widths"])
     D.load_state_dict(d["state_dict"])
-    assert G.eval()(torch.randn(3, 8)).shape == (3, 784) and D(torch.zeros(3, 784)).shape == (3, 1)
+    assert G.eval()(torch.randn(3, 8)).shape == (3, 784) and D(torch.zeros(3, 784))[0].shape == (3, 1)
 
 
 def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
@@ -63,9 +64,13 @@ def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
     events = EventAccumulator(str(runs[0]), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     tags = events.Tags()
-    for tag in ("losses/g_loss", "losses/d_loss", "charts/d_real", "charts/d_fake", "charts/lr",
-                "charts/images_per_s"):
+    for tag in ("losses/G", "losses/D", "losses/D_real", "losses/D_fake", "losses/R1", "charts/D(x)",
+                "charts/D(G(z))", "charts/lr", "charts/images_per_s"):
         assert [e.step for e in events.Scalars(tag)] == [5, 10, 15, 20, 25, 30]
+    # D's loss is the game's: its BCE on real and on fake digits, and R1 is logged on its own
+    value = lambda tag: [e.value for e in events.Scalars(tag)]
+    assert value("losses/D") == pytest.approx([r + f for r, f in zip(value("losses/D_real"), value("losses/D_fake"))])
+    assert all(r1 > 0 for r1 in value("losses/R1")) and not any("class" in t for t in tags["scalars"])
     lrs = [e.value for e in events.Scalars("charts/lr")]
     assert lrs[0] == pytest.approx(4e-4) and lrs[-1] == pytest.approx(4e-4 * 3 / 16)  # falls over the last half
     fake, real = events.Images("images/fake"), events.Images("images/real")
@@ -135,16 +140,17 @@ def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, 
 
 
 @pytest.mark.parametrize("bad_from, message, saved", [
-    (20, "step 21: the loss is not finite", 16),  # after the first epoch's checkpoint
-    (2, "step 3: the loss is not finite", None),  # before there is any
+    (20, "between steps 20 and 25 the loss is not finite", 16),  # after the first epoch's checkpoint
+    (2, "between steps 0 and 5 the loss is not finite", None),  # before there is any
 ])
 def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(gan, tiny_data, tmp_path, monkeypatch, capsys,
                                                              bad_from, message, saved):
-    real_step = gan.train_step
+    real_step, steps = gan.train_step, []
 
-    def step_that_breaks(*args):
-        stats = real_step(*args)
-        return {k: v * float("nan") for k, v in stats.items()} if args[7] >= bad_from else stats
+    def step_that_breaks(*args, **kwargs):
+        losses = real_step(*args, **kwargs)
+        steps.append(len(steps) + 1)
+        return {k: v * float("nan") for k, v in losses.items()} if steps[-1] > bad_from else losses
 
     monkeypatch.setattr(gan, "train_step", step_that_breaks)
     with pytest.raises(SystemExit) as exit_:
@@ -274,12 +280,12 @@ def test_resuming_on_other_data_is_refused_in_one_line(gan, trained, tmp_path, m
 
 def test_images_per_s_counts_only_the_steps_since_the_resume(gan, tmp_path):
     gan.batch_size = 16
-    run = {"step": 1020, "recent": [{"d_loss": 1.0, "g_loss": 1.0, "d_real": 0.5, "d_fake": 0.5}],
-           "history": [], "progress": [], "fixed_noise": torch.randn(4, 8), "fixed_labels": None,
-           "timer": (time.perf_counter() - 1.0, 1000)}  # resumed at step 1000, a second ago
+    losses = {name: torch.tensor(0.5) for name in ("D_real", "D_fake", "G", "D(x)", "D(G(z))")}
+    run = SimpleNamespace(recent=[losses], history=[], progress=[], fixed_noise=torch.randn(4, 8),
+                          fixed_labels=None, timer=(time.perf_counter() - 1.0, 1000))  # resumed at 1000, 1 s ago
     gan.out_dir = str(tmp_path)
-    with gan.SummaryWriter(tmp_path / "tb") as writer:
-        gan.report(run, writer, gan.Generator(8, (16,)), torch.zeros(4, 784), 1e-4)
+    with gan.SummaryWriter(tmp_path / "tb") as run.writer:
+        gan.report(run, 1020, gan.Generator(8, (16,)), torch.zeros(4, 784), 1e-4)
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     images_per_s = events.Scalars("charts/images_per_s")[0].value
