@@ -8,14 +8,13 @@ story is in notebook cells (# %%); what a learner need not read is below the plu
     python basic_gan.py --help                list the constants
 """
 # %% imports
-import contextlib, math, sys, time  # noqa: E401
+import contextlib, copy, math, sys, time  # noqa: E401
 from pathlib import Path
 
 import matplotlib
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
-from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
@@ -136,9 +135,9 @@ class Discriminator(nn.Module):
         return logits[:, :1] + projection, logits[:, 1:]  # and D's guess of each class (AC-GAN)
 
 def make_ema(G):
-    """A running average of G's weights (ema_update, below, moves it): it draws the better digits.
-    use_buffers: BatchNorm's running statistics are averaged too, so it samples in eval mode."""
-    return AveragedModel(G, multi_avg_fn=ema_update, use_buffers=True).requires_grad_(False)
+    """A copy of G that follows a running average of its weights (ema_update, below, moves it
+    after every step): it draws the better digits. It only samples, so it needs no gradients."""
+    return copy.deepcopy(G).requires_grad_(False)
 
 # %% the two players, an Adam optimizer each, and the average of G that draws the samples
 def make_models(dev, classes=0):  # classes: how many, for a conditional GAN
@@ -160,8 +159,7 @@ def r1_penalty(real, real_logit):
     grad, = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
     return r1_gamma / 2 * grad.square().sum(1).mean()
 
-def train_step(G, D, G_ema, opt_g, opt_d, real, labels=None, use_r1=False,
-               autocast=contextlib.nullcontext):
+def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, autocast=contextlib.nullcontext):
     # What to watch: D(x) and D(G(z)), D's mean belief that real and fake digits are real. Healthy:
     # both near 0.5, D(x) a little higher: D can barely tell them apart. D wins outright when
     # D(x) -> 1 and D(G(z)) -> 0 for good: its loss falls to 0, G's climbs, the fakes stop
@@ -197,8 +195,6 @@ def train_step(G, D, G_ema, opt_g, opt_d, real, labels=None, use_r1=False,
     g_loss.backward()
     opt_g.step()
     D.requires_grad_(True)
-    if G_ema is not None:
-        G_ema.update_parameters(G)
     losses["D(x)"] = real_logit.detach().sigmoid().mean()  # D's mean belief that x is real
     losses["D(G(z))"] = fake_logit.detach().sigmoid().mean()
     return {name: value.detach() for name, value in losses.items()}  # tensors: nothing waits on them
@@ -222,9 +218,9 @@ def train(checkpoint=None):
                 for group in opt_g.param_groups + opt_d.param_groups:
                     group["lr"] = lr_now
                 real = to_model_range(batch)
-                losses = train_step(G, D, G_ema, opt_g, opt_d, real,
-                                    labels=batch_labels if conditional else None,
+                losses = train_step(G, D, opt_g, opt_d, real, labels=batch_labels if conditional else None,
                                     use_r1=r1_gamma > 0 and step % r1_every == 0, autocast=run.autocast)
+                ema_update(G_ema, G, step)  # the average of G moves a little towards G
                 run.recent.append(losses)
                 step += 1
                 if step % report_every == 0:
@@ -256,7 +252,7 @@ def report(run, step, G, real, lr_now):
 # %% saving the weights (after every epoch, so also at the end), and drawing new digits
 def save_models(G, D, G_ema, classes=()):  # classes: their names, for a conditional G
     # The generator file holds the averaged weights: they draw the better digits.
-    best_g = G_ema.module if G_ema is not None else G
+    best_g = G_ema if G_ema is not None else G
     for name, model in (("generator.pth", best_g), ("discriminator.pth", D)):
         atomic_save({"state_dict": model.state_dict(), "config": config(), "classes": list(classes)},
                     Path(out_dir) / name)
@@ -347,14 +343,15 @@ def training_data(dev):
     return images.to(dev), labels.to(dev), classes, data  # 47 MB as uint8: on a GPU it stays
 
 @torch.no_grad()
-def ema_update(ema_tensors, tensors, num_averaged):
-    """Move the average towards G. It spans about the last quarter of the steps so far, so it
-    keeps up with a G that still changes fast, and at most about 1 / (1 - ema_decay) steps."""
-    decay = torch.clamp((1 + num_averaged) / (5 + num_averaged), max=ema_decay)
-    if ema_tensors[0].is_floating_point():  # AveragedModel passes one dtype at a time
-        torch._foreach_lerp_(ema_tensors, tensors, 1 - decay)  # one call for all of G's weights
-    else:  # BatchNorm's step counters are copied
-        torch._foreach_copy_(ema_tensors, tensors)
+def ema_update(G_ema, G, step):
+    """Move the average towards G, BatchNorm's running statistics too (it samples in eval mode).
+    It spans about the last quarter of the steps so far, so it keeps up with a G that still changes
+    fast, and at most about 1 / (1 - ema_decay) steps. The decay is a Python number: no waiting."""
+    if G_ema is None:
+        return
+    decay = min((1 + step) / (5 + step), ema_decay) if step else 0.0  # the first: a copy of G
+    floats = lambda net: [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
+    torch._foreach_lerp_(floats(G_ema), floats(G), 1 - decay)  # one call for all of G's weights
 
 def pick_device():
     # bf16 only where a CPU has it natively (AVX2 steps ~25x slower in it); GPUs: fp32 with TF32
@@ -757,7 +754,7 @@ def constants_cell():
     here = "".join(linecache.getlines(constants_cell.__code__.co_filename))
     cells = ["".join(entry[2]) for entry in reversed(linecache.cache.values()) if len(entry) > 2]
     for source in (here, *cells):
-        if found := re.search(r"^# %% the constants.*?$(.*?)^# %%", source, re.M | re.S):
+        if found := re.search(r"^# %% the constants.*?$(.*?)(?=^# %%|\Z)", source, re.M | re.S):
             return found[1]
     return ""
 def names_set_in(cell):

@@ -7,7 +7,7 @@ Both use the same Generator/Discriminator widths, batch size and number of steps
   textbook   torchvision DataLoader + ToTensor, a fresh G forward for each of the D and G steps,
              D's weights get gradients in G's step, plain Adam; as in the seed course
   basic_gan  basic_gan.train_step with the default constants (R1 every r1_every steps, EMA of G),
-             its uint8 images batched by index, and the one host sync per step its loop makes
+             its uint8 images batched by index, with no host sync between reports, as in its loop
 The rounds alternate between the two and the best of each is kept, since this machine is noisy.
 It also times the data path alone and each precision: fp32, and bf16 (a few steps only, where the
 CPU lacks native bf16, to show why basic_gan never picks it there).
@@ -61,12 +61,12 @@ def textbook_steps(dev, loader):
             real = real.view(len(real), -1).to(dev)
             opt_d.zero_grad()
             fake = G(torch.randn(len(real), basic_gan.z_dim, device=dev))
-            fake_logits, real_logits = D(fake.detach()), D(real)
+            (fake_logits, _), (real_logits, _) = D(fake.detach()), D(real)  # D: a logit, no classes
             d_loss = (criterion(fake_logits, torch.zeros_like(fake_logits)) + criterion(real_logits, torch.ones_like(real_logits))) / 2
             d_loss.backward()
             opt_d.step()
             opt_g.zero_grad()
-            fake_logits = D(G(torch.randn(len(real), basic_gan.z_dim, device=dev)))
+            fake_logits, _ = D(G(torch.randn(len(real), basic_gan.z_dim, device=dev)))
             g_loss = criterion(fake_logits, torch.ones_like(fake_logits))
             g_loss.backward()
             opt_g.step()
@@ -91,8 +91,9 @@ def basic_gan_steps(dev, prec="fp32", classes=0):
 
     def run(n):
         for _ in range(n):  # train_step returns tensors: no host sync, as in the loop between reports
-            basic_gan.train_step(G, D, G_ema, opt_g, opt_d, basic_gan.to_model_range(next(batches)), labels,
+            basic_gan.train_step(G, D, opt_g, opt_d, basic_gan.to_model_range(next(batches)), labels,
                                  use_r1=step[0] % basic_gan.r1_every == 0, autocast=autocast)
+            basic_gan.ema_update(G_ema, G, step[0])
             step[0] += 1
     return run
 

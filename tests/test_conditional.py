@@ -144,3 +144,15 @@ def test_a_generator_that_ignores_its_label_would_fail(gan, tmp_path, monkeypatc
         logit, guesses = D(real, labels)  # two things: real or fake, and which class
     assert logit.shape == (1024, 1) and guesses.shape == (1024, 10)
     assert (guesses.argmax(1) == labels).float().mean() > 0.9
+
+
+def test_a_conditional_run_logs_its_class_terms_apart_from_the_game(pets):
+    """D's loss is still the real/fake BCE that 2 ln 2 is read against; the class losses are their own."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = EventAccumulator(str(next((pets / "run" / "runs").iterdir())))
+    events.Reload()
+    value = lambda tag: [e.value for e in events.Scalars(tag)]
+    assert [e.step for e in events.Scalars("losses/D_class")] == [4, 8, 12]  # 3 steps an epoch, 12 in all
+    assert [e.step for e in events.Scalars("losses/G_class")] == [4, 8, 12]
+    assert value("losses/D") == pytest.approx([r + f for r, f in zip(value("losses/D_real"), value("losses/D_fake"))])
+    assert all(v > 0 for v in value("losses/D_class") + value("losses/G_class"))

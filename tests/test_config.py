@@ -187,6 +187,9 @@ FILE_EDITS = [  # (constants as typed into the file, the one line it gets, or No
     ({"lr": Code("'4e-4'")}, "lr must be a finite number > 0, got '4e-4'"),
     ({"g_widths": Code("[32, 64]")}, None),  # a list where a tuple is meant
     ({"out_dir": "~/gan_runs"}, None),        # ~ is the home folder
+    ({"epochs": Code("2\nepoch = 3")}, "epoch, set in the constants cell, is none of basic_gan's constants: "
+                                       "did you mean epochs?"),  # a dead option, not accepted in silence
+    ({"data_dir": Code("Path('nowhere')")}, None),  # a Path, and --data_dir on the command line
 ]
 
 

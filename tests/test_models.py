@@ -32,10 +32,10 @@ def test_ema_warms_up_then_lags(gan):
         with torch.no_grad():
             for p in G.parameters():
                 p.add_(1.0)
-        ema.update_parameters(G)
+        gan.ema_update(ema, G, step)
     # update 1 copies G; updates 2 and 3 keep (1+n)/(5+n) = 2/6, then 3/7, of the gap.
     # A plain 0.999 average would still be ~2 behind.
-    gap = (weight(G) - weight(ema.module)).abs().mean().item()
+    gap = (weight(G) - weight(ema)).abs().mean().item()
     assert abs(gap - (1 + 2 / 6) * 3 / 7) < 1e-5
     assert all(not p.requires_grad for p in ema.parameters())
 
@@ -66,3 +66,21 @@ def test_lr_is_constant_then_falls_linearly_towards_zero(gan):
     assert all(a > b for a, b in zip(lrs[75:], lrs[76:])) and lrs[99] == pytest.approx(1 / 25)
     gan.lr_decay = 0
     assert gan.lr_at(99, 100) == 1.0
+
+
+def test_between_reports_nothing_waits_for_a_number_from_the_device(gan, tiny_data, monkeypatch):
+    """On a GPU every .item(), .tolist() or tensor used as a Python number stalls the pipeline; the
+    loop's step, the EMA and the data make none, so the losses are read only at a report."""
+    gan.data_dir, gan.batch_size, gan.z_dim, gan.g_widths, gan.d_widths = str(tiny_data), 16, 8, (32,), (32,)
+    images, labels, _ = gan.load_images()
+    G, D, G_ema, opt_g, opt_d = gan.make_models(torch.device("cpu"))
+    batches = iter(gan.make_dataloader(images, labels, epoch=0))  # its seed: once an epoch, on the CPU
+    reads = []
+    for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _name=name, _real=getattr(torch.Tensor, name):
+                            reads.append(_name) or _real(self, *a))
+    for step, (batch, _) in enumerate(batches):
+        losses = gan.train_step(G, D, opt_g, opt_d, gan.to_model_range(batch), use_r1=step % 4 == 0)
+        gan.ema_update(G_ema, G, step)
+    assert step == 15 and reads == [] and isinstance(losses["G"], torch.Tensor)
+    assert float(losses["G"]) > 0 and reads == ["__float__"]  # what a report does, and it is counted

@@ -3,6 +3,7 @@
 import re
 
 import pytest
+import torch
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -65,17 +66,20 @@ def test_the_file_pasted_into_one_cell_trains_with_its_edited_constants(tiny_dat
     """Colab's first move: the whole file in one cell. No __file__, and the kernel's own -f argv."""
     monkeypatch.delenv("MPLBACKEND")
     cells = run_notebook([
+        "my_widths = [3, 4]\nseed = 5\nepochs = 7",  # the user's own cell first, one name shared
         edited(**small_constants(tiny_data, "pasted")),
         f"import sys; sys.path.insert(0, {str(ROOT)!r}); import basic_gan\n"
-        "print(sorted(DEFAULTS) == sorted(basic_gan.DEFAULTS), DEFAULTS['epochs'], epochs, z_dim)",
+        "print(sorted(DEFAULTS) == sorted(basic_gan.DEFAULTS), DEFAULTS['epochs'], epochs, z_dim, seed)",
         "main(['--help'])",
     ], tmp_path)
-    images, problems = images_and_problems(cells[0])
+    images, problems = images_and_problems(cells[1])
     assert problems == [] and images == 2 * 2 + 1  # two reports, and the last grid
     assert (tmp_path / "pasted" / "generator.pth").is_file()
-    assert cells[1].outputs[0].text == "True 1 1 8\n"  # no names of the kernel's among the constants
-    help_text = cells[2].outputs[0].text
+    assert cells[2].outputs[0].text == "True 1 1 8 0\n"  # only its own constants, as the file sets them
+    help_text = cells[3].outputs[0].text
     assert "Adam learning rate, for G and D" in help_text and "python basic_gan.py --resume" in help_text
+    assert "my_widths" not in help_text and "my_widths" not in torch.load(
+        tmp_path / "pasted" / "checkpoint.pt", weights_only=True)["config"]
 
 
 def test_main_without_arguments_in_a_kernel_uses_the_file_as_written(tiny_data, tmp_path, monkeypatch):
@@ -93,7 +97,10 @@ def test_the_cells_run_one_after_another(tiny_data, tmp_path, monkeypatch):
     source = edited(**small_constants(tiny_data, "cells"))
     cells = re.split(r"^(?=# %%)", source, flags=re.M)
     assert len(cells) >= 10 and all(c.startswith("# %%") for c in cells[1:])
-    ran = run_notebook(cells, tmp_path)
+    ran = run_notebook(["my_widths = [3, 4]", *cells, "print('my_widths' in DEFAULTS, 'epochs' in DEFAULTS)"],
+                       tmp_path)[1:]
+    assert ran[-1].outputs[0].text == "False True\n"  # the constants cell's text, found among the cells run
+    ran = ran[:-1]
     shown = [images_and_problems(cell) for cell in ran]
     assert all(problems == [] for _, problems in shown)
     assert sum(images for images, _ in shown) == 2 * 2 + 1  # all in the last cell, which trains
