@@ -259,6 +259,7 @@ def save_models(G, D, G_ema, classes=()):  # classes: their names, for a conditi
 
 @torch.no_grad()
 def generate(G, noise, labels=None):  # labels: the class of each, for a conditional G
+    check_labels(G, labels)
     training = G.training
     images = G.eval()(noise, labels).float()  # BatchNorm's running statistics, not the batch's
     G.train(training)
@@ -287,10 +288,11 @@ def training_run(checkpoint):
         cpu = f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else "MPS"
         steps_per_epoch, _, _, report_every = plan(len(images))
         print(f"training on {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else cpu} in "
-              f"{prec}: {epochs} epochs of {steps_per_epoch} steps, a report every {report_every}")
+              f"{prec}: {count(epochs, 'epoch')} of {count(steps_per_epoch, 'step')}, a report every "
+              f"{report_every}")
         STOP.clear()
-        stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum))
-                 for s in (signal.SIGINT, signal.SIGTERM)}
+        stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum)) for s in (
+            signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread()}
         try:
             with SummaryWriter(Path(out_dir) / "runs" / run.run_name) as run.writer:
                 if run.step == 0:  # the hyperparameters as a table; a resumed run appends
@@ -300,15 +302,12 @@ def training_run(checkpoint):
         finally:
             for s, handler in stops.items():
                 signal.signal(s, handler)
-
 def start(run, checkpoint, *parts):
-    """A new run draws the noise its grids show; a resumed one gets back its weights, optimizers
-    and random state. The step to go on from."""
+    """The step to go on from: 0 with the noise the grids show, or a checkpoint's, with its state."""
     if checkpoint is None:  # drawn after the models, as the runs before this function were
-        per_class = 8 if conditional else 0  # a row of 8 a class, or 64 digits
-        run.fixed_noise = torch.randn(per_class * len(run.classes) or 64, z_dim, device=run.device)
-        run.fixed_labels = torch.arange(len(run.classes), device=run.device).repeat_interleave(
-            per_class) if conditional else None
+        rows = torch.arange(len(run.classes), device=run.device).repeat_interleave(8)  # 8 a class
+        run.fixed_labels = rows if conditional else None
+        run.fixed_noise = torch.randn(len(rows) if conditional else 64, z_dim, device=run.device)
         return 0
     for part, name in zip(parts, PARTS):
         if part is not None and checkpoint[name] is not None:  # G_ema: None where ema_decay is 0
@@ -320,7 +319,6 @@ def start(run, checkpoint, *parts):
     run.fixed_noise = run.fixed_noise.to(run.device)
     run.fixed_labels = None if run.fixed_labels is None else run.fixed_labels.to(run.device)
     return run.step
-
 def same_data_and_precision(run, data, prec):
     if run.data != data:
         fail(f"{data_dir} holds {data['images']} {dataset} images (crc32 {data['crc32']:08x}), "
@@ -329,7 +327,6 @@ def same_data_and_precision(run, data, prec):
     if run.precision != prec:
         print(f"note: {out_dir} trained in {run.precision}, goes on in {prec}: not bit-exact")
         run.precision = prec
-
 def training_data(dev):
     """The training images and their classes, on the device, and what a checkpoint records."""
     images, labels, classes = load_images("train")
@@ -341,18 +338,16 @@ def training_data(dev):
              f"{batch_size}: set --batch_size to at most {len(images)}")
     data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
     return images.to(dev), labels.to(dev), classes, data  # 47 MB as uint8: on a GPU it stays
-
 @torch.no_grad()
 def ema_update(G_ema, G, step):
-    """Move the average towards G, BatchNorm's running statistics too (it samples in eval mode).
-    It spans about the last quarter of the steps so far, so it keeps up with a G that still changes
-    fast, and at most about 1 / (1 - ema_decay) steps. The decay is a Python number: no waiting."""
+    """Move the average towards G, BatchNorm's statistics too (it samples in eval mode). It spans
+    about the last quarter of the steps so far, so it keeps up with a G that still changes fast, and
+    at most about 1 / (1 - ema_decay) steps. The decay is a Python number: nothing waits for it."""
     if G_ema is None:
         return
     decay = min((1 + step) / (5 + step), ema_decay) if step else 0.0  # the first: a copy of G
     floats = lambda net: [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
     torch._foreach_lerp_(floats(G_ema), floats(G), 1 - decay)  # one call for all of G's weights
-
 def pick_device():
     # bf16 only where a CPU has it natively (AVX2 steps ~25x slower in it); GPUs: fp32 with TF32
     mps = torch.backends.mps.is_available()
@@ -369,8 +364,7 @@ def plan(num_images):
     return steps, total, min(total, max_steps or total), (
         info_step if total >= 2 * info_step else max(1, total // 3))
 def mean_losses(run, step):
-    """Each loss's mean over the steps since the last report (R1's over its own steps), read from
-    the device in one go, and checked before anything is saved or shown."""
+    """Each loss's mean since the last report (R1's over its steps), read at once, checked as finite."""
     since, names = step - len(run.recent), dict.fromkeys(n for losses in run.recent for n in losses)
     means = torch.stack([torch.stack([s[n] for s in run.recent if n in s]).float().mean()
                          for n in names]).tolist() if names else []
@@ -385,7 +379,7 @@ def log_scalars(run, step, mean, lr_now):
     images_per_s = (step - run.timer[1]) * batch_size / seconds
     run.timer = (time.perf_counter(), step)
     run.history.append((step, mean["G"], mean["D_real"] + mean["D_fake"]))
-    for name, value in {"D": mean["D_real"] + mean["D_fake"], **mean}.items():
+    for name, value in {"D": mean["D_real"] + mean["D_fake"], **mean}.items():  # D: the game's
         run.writer.add_scalar(("charts/" if "(" in name else "losses/") + name, value, step)
     run.writer.add_scalar("charts/lr", lr_now, step)
     run.writer.add_scalar("charts/images_per_s", images_per_s, step)
@@ -405,7 +399,6 @@ def resume_command():
     if in_notebook():
         return f"basic_gan.main(['--resume', '--out_dir={out_dir}'])"
     return f"python basic_gan.py --resume --out_dir={shlex.quote(out_dir)}"
-
 def finish(run, step, G):
     """The end of training: a last grid, the digits forming row by row, and the loss curve."""
     show(generate(G, run.fixed_noise, run.fixed_labels), "fake", step)
@@ -426,7 +419,6 @@ def save_figure(fig, path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
-
 def sample_digits(n):
     """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples.png and more."""
     G = load_generator(Path(out_dir) / "generator.pth", n)  # and check n of its images fit
@@ -435,7 +427,6 @@ def sample_digits(n):
     for chunk, classes in zip(images.split(10_000), labels.split(10_000)):  # activations stay small
         chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim), classes).view_as(chunk) + 1) / 2)
     save_samples(images, labels, G)
-
 def save_samples(images, labels, G):
     # interpolation.png: lines through the noise space; smooth changes mean G learned digits.
     out, preview, per_row = Path(out_dir), images[:256], math.ceil(min(len(images), 256) ** 0.5)
@@ -454,7 +445,6 @@ def save_samples(images, labels, G):
             save_image(picture, out / name)
     print(f"wrote {len(images)} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB) and "
           f"{out / 'samples'}/, the first {len(preview)} to samples.png, and interpolation.png")
-
 def save_pngs(images, labels, classes, folder):
     """Each sample as a PNG, in a folder per class where there are classes: the layout that
     ImageFolder, pytorch-fid and torch-fidelity read. Written aside, then put in place whole."""
@@ -470,16 +460,24 @@ def save_pngs(images, labels, classes, folder):
             Image.fromarray(picture).save(wheres[y] / f"{i}.png")
         shutil.rmtree(folder, ignore_errors=True)
         aside.rename(folder)
-
+def check_labels(G, labels):  # for your own code: a ValueError in words, not torch's IndexError
+    classes = G.embed.num_embeddings if G.embed is not None else 0
+    if classes and (labels is None or not 0 <= int(labels.min()) <= int(labels.max()) < classes):
+        raise ValueError(f"this generator is conditional: pass labels, a class number from 0 to "
+                         f"{classes - 1} for each noise vector")
 def labels_to_draw(G, n):
     """The class of each sample: --label's, or each class in turn; all 0 for an unconditional G."""
     if label and not G.classes:
         fail(f"--label={label}: this generator draws no classes (it trained with conditional=False)")
-    if label and label not in G.classes and not (label.isdigit() and int(label) < len(G.classes)):
-        fail(f"no class {label!r}: the classes are {', '.join(G.classes)} (or their numbers, from 0)")
     if not label:
         return torch.arange(n) % max(1, len(G.classes))
-    return torch.full((n,), G.classes.index(label) if label in G.classes else int(label))
+    numbered = label.isascii() and label.isdigit() and int(label) < len(G.classes)  # not "²"
+    if label not in G.classes and (not numbered or all(c.isdigit() for c in G.classes)):
+        fail(f"no class {label!r}: the classes are {', '.join(G.classes)}" + ("" if all(
+            c.isdigit() for c in G.classes) else " (or their numbers, from 0)"))
+    k = G.classes.index(label) if label in G.classes else int(label)  # a name always wins
+    print(f"drawing class {k}, {G.classes[k]!r}")
+    return torch.full((n,), k)
 
 # ---- the data's file formats: IDX files, torchvision's download, folders of pictures ----
 def read_idx(path):
@@ -522,7 +520,6 @@ def load_digits(split="train"):
     images = read_idx(idx_file(split))
     check_memory(len(images))
     return images
-
 def load_labels(split, count):
     """The class of each image, from the label file beside the images, and the classes' names;
     all 0, and no names, where the run is not conditional."""
@@ -538,7 +535,6 @@ def load_labels(split, count):
              f"classes 0 to {int(labels.max())}")
     names = datasets.FashionMNIST.classes if dataset == "FashionMNIST" else list("0123456789")
     return labels, names
-
 PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")  # what Pillow reads, by extension
 def load_folder(folder):
     """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
@@ -572,7 +568,7 @@ def load_folder(folder):
     if len(broken) == len(paths):
         fail(f"none of the {len(paths)} pictures in {folder} could be read; the first: {broken[0]}")
     if broken:
-        tqdm.write(f"basic_gan.py: warning: skipped {len(broken)} unreadable pictures of "
+        tqdm.write(f"basic_gan.py: warning: skipped {count(len(broken), 'unreadable picture')} of "
                    f"{len(paths)}; the first: {broken[0]}", file=sys.stderr)
     return torch.cat(images), torch.tensor(labels), classes if conditional else []
 def read_picture(path):
@@ -588,7 +584,6 @@ def read_picture(path):
         image = image.convert("L" if gray else "RGB")
         pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
         return pixels.view(image.height, image.width, -1).permute(2, 0, 1)
-
 def fit(images):
     """uint8 N x C x H x W as channels x image_size²: gray or colour, centre square, resized."""
     if images.shape[1] != channels:
@@ -619,7 +614,8 @@ def fail(message, code=2):  # one clear line instead of a traceback (and on a li
     raise SystemExit(code)
 def config():
     return {k: globals()[k] for k in DEFAULTS}
-
+def count(n, thing):  # 1 epoch, 2 epochs
+    return f"{n} {thing}{'s' * (n != 1)}"
 def atomic_save(obj, path):
     """To a temp file, on to the disk, then renamed: a kill mid-save keeps the old file whole."""
     with writing(path):
@@ -639,6 +635,7 @@ def writing(path):
     try:
         yield
     except OSError as e:
+        shutil.rmtree(f"{path}.tmp", ignore_errors=True)  # samples.tmp/, a folder, goes whole
         Path(f"{path}.tmp").unlink(missing_ok=True)
         fail(f"could not write {path}: {e.strerror or e}. {checkpoint_left()}", code=1)
     finally:
@@ -649,7 +646,6 @@ def checkpoint_left():
         step = torch.load(path, map_location="cpu", weights_only=True)["run"]["step"]
         return f"{path} (step {step}) is intact"
     return f"There is no intact {path} to resume from"
-
 @contextlib.contextmanager
 def only_this_run_in(folder):
     """One run a folder. The OS lock dies with its process, so a killed run leaves none behind."""
@@ -668,8 +664,8 @@ def only_this_run_in(folder):
                  f"finish, stop it, or set another --out_dir")
         lock.truncate(0)
         print(os.getpid(), file=lock, end="", flush=True)
-        for tmp in folder.glob("*.tmp"):  # a hard kill mid-save left it; its file is whole
-            tmp.unlink()
+        for name in ("checkpoint.pt", "generator.pth", "discriminator.pth", "samples.pt"):
+            Path(folder, f"{name}.tmp").unlink(missing_ok=True)  # a kill mid-save left it: not yours
         try:
             yield
         except BaseException:  # bad data, say: a folder this run made and left empty goes again
@@ -687,15 +683,13 @@ def load(path, what):
         fail(f"{path} is corrupt or not a basic_gan {what} ({type(e).__name__}); "
              f"delete it or set --out_dir")
 def load_generator(path, n=0):
-    """A Generator rebuilt from a generator.pth, which holds its own widths; n of its images must
-    fit in memory, as floats."""
+    """A Generator rebuilt from a generator.pth, which knows its widths; n images of it must fit."""
     saved = load(path, "generator")
     try:
         shape = {k: saved["config"].get(k, DEFAULTS[k]) for k in ("channels", "image_size")}
         pixels = shape["channels"] * shape["image_size"] ** 2
         classes = saved.get("classes", []) if saved["config"].get("conditional") else []
-        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels,
-                      len(classes))
+        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels, len(classes))
         G.load_state_dict(saved["state_dict"])
         G.classes = classes  # their names, which --label may use
         globals().update(shape)  # the grids and samples follow the generator's own shape
@@ -703,7 +697,6 @@ def load_generator(path, n=0):
         fail(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})")
     check_memory(n, 4)
     return G
-
 CHECKPOINT_FORMAT = 3  # 3: D's head apart from its features; 2: the data order from (seed, epoch)
 PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
 # On --resume these may change: how long and where it goes on. The rest would make another run.
@@ -724,7 +717,6 @@ def keep_the_run_there():  # a new run never replaces another's weights: refused
         free = next(f"{out_dir}_{i}" for i in range(2, 10**6) if not Path(f"{out_dir}_{i}").exists())
         fail(f"{out_dir} holds a run ({there[0]}) that a new one would replace: go on with it with "
              f"{resume_command()}, or start the new one with --out_dir={shlex.quote(free)}")
-
 def restore_config(overrides):
     """--resume: the run's constants, then the command line's; None if it has nothing to do."""
     path = Path(out_dir) / "checkpoint.pt"
@@ -749,25 +741,20 @@ def restore_config(overrides):
     return ckpt if step < last else None
 # ---- the command line, generated from the constants, and the checks of their values ----
 def constants_cell():
-    """The text of the constants cell: in this file or pasted cell, or, where a notebook ran the
-    cells one by one, the latest that it ran (IPython keeps each cell's text in linecache)."""
+    """The names the constants cell sets, from its text: in this file or pasted cell, or where a
+    notebook ran the cells one by one, the latest it ran (IPython keeps cells' text in linecache)."""
     here = "".join(linecache.getlines(constants_cell.__code__.co_filename))
-    cells = ["".join(entry[2]) for entry in reversed(linecache.cache.values()) if len(entry) > 2]
-    for source in (here, *cells):
-        if found := re.search(r"^# %% the constants.*?$(.*?)(?=^# %%|\Z)", source, re.M | re.S):
-            return found[1]
-    return ""
-def names_set_in(cell):
-    names = [target.id for node in ast.parse(cell).body if isinstance(node, ast.Assign)
-             for target in node.targets if isinstance(target, ast.Name)]
-    return [name for name in names if name.islower() and not name.startswith("_")]
-if names_set_in(constants_cell()):  # else the text is not at hand: every lowercase plain name
-    DEFAULTS = {k: v for k, v in DEFAULTS.items() if k in names_set_in(constants_cell())}
-
+    for text in (here, *("".join(e[2]) for e in reversed(linecache.cache.values()) if len(e) > 2)):
+        if found := re.search(r"^# %% the constants.*?$(.*?)(?=^# %%|\Z)", text, re.M | re.S):
+            return [t.id for node in ast.parse(found[1]).body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name) and t.id.islower()], found[1]
+    return [], ""  # not at hand: the constants are every lowercase name of a plain type
+if constants_cell()[0]:
+    DEFAULTS = {k: v for k, v in DEFAULTS.items() if k in constants_cell()[0]}
 def parse_args(argv):
     """{name: value} of each constant the command line sets: --name=value or --name value."""
     source = "".join(linecache.getlines(parse_args.__code__.co_filename))  # a file, or a cell
-    comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", constants_cell(), re.M))
+    comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", constants_cell()[1], re.M))
     parser = argparse.ArgumentParser(usage="basic_gan.py [--name=value ...]",
                                      description=ast.get_docstring(ast.parse(source)) or "",
                                      formatter_class=argparse.RawTextHelpFormatter,
@@ -797,7 +784,6 @@ def parse_args(argv):
         hint = f"; did you mean --{close[0]}?" if close else " (see --help)"
         fail(f"unknown option --{key}{hint}")
     return vars(args)
-
 integer = lambda v: type(v) is int  # not a float, and not True or False
 number = lambda v: type(v) in (int, float) and math.isfinite(v)
 RULES = [  # (constants, a test each must pass, what it must be), for the file and the command line
@@ -828,7 +814,7 @@ def as_meant(values):
 def check_config():
     """Impossible values, refused before any data or output is touched."""
     known = {k for keys, _, _ in RULES for k in keys}
-    for k in sorted(DEFAULTS.keys() - known if names_set_in(constants_cell()) else ()):
+    for k in sorted(DEFAULTS.keys() - known if constants_cell()[0] else ()):
         close = difflib.get_close_matches(k, known, n=1)  # epoch = 3 added to the cell, say
         fail(f"{k}, set in the constants cell, is none of basic_gan's constants"
              + (f": did you mean {close[0]}?" if close else ""))
@@ -837,6 +823,9 @@ def check_config():
             fail(f"{k} must be {wanted}, got {globals()[k]!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         fail(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device=cpu")
+    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+        fail(f"device {device!r} was asked for, but torch sees {count(torch.cuda.device_count(), 'GPU')}"
+             f": use --device=cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device == "mps" and not torch.backends.mps.is_available():
         fail("device 'mps' was asked for, but this machine has no MPS; use --device=cpu")
     if Path(data_dir).exists() and not Path(data_dir).is_dir():
@@ -847,7 +836,6 @@ def check_config():
         fail(f"out_dir {out_dir!r} is not writable (checked {existing})" + (": to draw from it, "
              "copy its generator.pth to a folder you can write to, and set --out_dir to that"
              if sample else ""))
-
 def main(argv=None):
     """The constants (the file's, a resumed run's, the command line's), then sample or train."""
     script = globals().get("__file__")  # python basic_gan.py or %run: sys.argv is the user's;
@@ -859,6 +847,8 @@ def main(argv=None):
         check_config()
         if sample:
             return sample_digits(sample)  # None, so a notebook cell prints no tensor
+        if "label" in overrides:
+            fail("--label chooses the class --sample draws; training learns them all: leave it out")
         checkpoint = restore_config(overrides) if resume else None
         check_config()  # again, where a resumed run's constants came back
         if not resume or checkpoint:
@@ -868,11 +858,9 @@ def main(argv=None):
             raise  # a script's exit code
         if e.code:  # a notebook: the cell stops there, with the one line and no traceback
             raise Stopped(e.code) from None
-
 class Stopped(Exception):
     def _render_traceback_(self):  # what IPython shows instead of a traceback: nothing more
         return []
-
 def in_notebook():
     return "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None
 

@@ -1,0 +1,108 @@
+"""The edges a hostile new user finds: samples, classes and hints that must be right (issue 33)."""
+import threading
+
+import pytest
+import torch
+from PIL import Image
+
+from conftest import SMALL
+
+
+def class_folders(root, names, each=12):
+    for k, name in enumerate(names):
+        (root / name).mkdir(parents=True)
+        for i in range(each):
+            Image.new("L", (12, 12), 40 + 60 * k + i).save(root / name / f"{i}.png")
+    return root
+
+
+def conditional_run(gan, root, names):
+    gan.main([*SMALL, "--conditional", "--dataset=folder", f"--data_dir={class_folders(root / 'data', names)}",
+              "--image_size=8", "--batch_size=12", "--epochs=1", f"--out_dir={root / 'run'}"])
+    return root / "run"
+
+
+def one_line_error(gan, capsys, args, code=2):
+    with pytest.raises(SystemExit) as exit_:
+        gan.main(args)
+    err = capsys.readouterr().err
+    assert exit_.value.code == code and err.count("\n") == 1, err
+    return err
+
+
+@pytest.mark.parametrize("names, asked, drawn", [
+    (("01", "02", "10"), "02", "02"),  # a name always wins
+    (("01", "02", "10"), "1", None),   # was: the class numbered 1, "02", silently
+    (("1", "2", "10"), "0", None),     # was: the class numbered 0, "1"
+    (("1", "2", "10"), "2", "2"),      # the name, not class number 2 ("10")
+    (("cats", "dogs", "owls"), "2", "owls"),  # names that are no numbers: a number is a class number
+    (("cats", "dogs", "owls"), "²", None),    # a digit int() refuses: one line, not a traceback
+])
+def test_label_means_a_name_first_and_says_what_it_drew(gan, tmp_path, capsys, names, asked, drawn):
+    run = conditional_run(gan, tmp_path, names)
+    names = sorted(names)  # the classes, in the order of their folders' names
+    capsys.readouterr()
+    if drawn is None:
+        assert f"no class {asked!r}: the classes are {', '.join(names)}" in \
+            one_line_error(gan, capsys, ["--sample=4", f"--label={asked}", f"--out_dir={run}"])
+        return
+    gan.main(["--sample=4", f"--label={asked}", f"--out_dir={run}"])
+    assert f"drawing class {names.index(drawn)}, {drawn!r}" in capsys.readouterr().out
+    assert [p.name.split("_", 1)[-1] for p in (run / "samples").iterdir()] == [drawn]
+
+
+def test_generate_from_your_own_code_says_what_labels_it_needs(gan, tmp_path):
+    G = gan.load_generator(conditional_run(gan, tmp_path, ("a", "b")) / "generator.pth")
+    z = torch.randn(3, G.z_dim)
+    for labels in (None, torch.tensor([0, 1, 2]), torch.tensor([-1, 0, 0])):
+        with pytest.raises(ValueError, match="this generator is conditional: pass labels, a class number from 0 to 1"):
+            gan.generate(G, z, labels)
+    assert gan.generate(G, z, torch.tensor([0, 1, 1])).shape == (3, 64)
+
+
+def test_label_on_a_training_command_is_refused(gan, tiny_data, tmp_path, capsys):
+    assert "--label chooses the class --sample draws" in \
+        one_line_error(gan, capsys, [*SMALL, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--label=3"])
+    assert not any(tmp_path.iterdir())
+
+
+def test_only_the_scripts_own_temp_files_are_cleaned_up(gan, tiny_data, tmp_path, capsys):
+    """A run once deleted every *.tmp in out_dir, and a samples.tmp/ folder a stopped --sample left
+    behind made every later run die with IsADirectoryError."""
+    (tmp_path / "notes.tmp").write_text("mine")
+    (tmp_path / "samples.tmp").mkdir()
+    (tmp_path / "samples.tmp" / "0.png").write_bytes(b"half")
+    (tmp_path / "checkpoint.pt.tmp").write_bytes(b"a save a kill cut short")
+    gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    assert (tmp_path / "notes.tmp").read_text() == "mine" and not (tmp_path / "checkpoint.pt.tmp").exists()
+    gan.main(["--resume", f"--out_dir={tmp_path}", "--max_steps=4"])
+    gan.main(["--sample=3", f"--out_dir={tmp_path}"])
+    assert not (tmp_path / "samples.tmp").exists() and len(list((tmp_path / "samples").iterdir())) == 3
+
+
+def test_counts_read_as_words(gan, tiny_data, tmp_path, capsys):
+    gan.main([*SMALL, "--epochs=1", f"--data_dir={tiny_data}", f"--out_dir={tmp_path / 'a'}"])
+    assert "in fp32: 1 epoch of 16 steps, a report every 5" in capsys.readouterr().out  # not "1 epochs"
+    pictures = class_folders(tmp_path / "pics", ("x",), each=20)
+    (pictures / "x" / "broken.png").write_bytes(b"not a png")
+    gan.main([*SMALL, "--dataset=folder", f"--data_dir={pictures}", "--image_size=8", "--max_steps=1",
+              f"--out_dir={tmp_path / 'b'}"])
+    assert "skipped 1 unreadable picture of 21; the first:" in capsys.readouterr().err
+
+
+def test_main_runs_outside_the_main_thread(gan, tiny_data, tmp_path):
+    """A GUI, a web app or a test runner may call main() from a worker thread, where Python allows
+    no signal handlers: it trains all the same (Ctrl-C is then the caller's)."""
+    done = []
+    worker = threading.Thread(target=lambda: done.append(gan.main(
+        [*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])))
+    worker.start()
+    worker.join(120)
+    assert done and done[0][0] is not None and (tmp_path / "generator.pth").is_file()
+
+
+def test_a_gpu_that_is_not_there_is_refused(gan, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert "device 'cuda:3' was asked for, but torch sees 1 GPU: use --device=cuda:0 to cuda:0" in \
+        one_line_error(gan, capsys, ["--device=cuda:3"])
