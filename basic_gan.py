@@ -358,11 +358,11 @@ def pick_device():
     return dev, auto if precision == "auto" else precision
 def plan(num_images):
     """Steps per epoch, the steps the lr schedule spans, where this command stops, and how often it
-    reports: every info_step, or 3 times in all where that would make fewer than 2 reports."""
+    reports: every info_step, or 3 times in all (each step, below 6) where that makes fewer than 2."""
     steps = num_images // batch_size
     total = epochs * steps
-    return steps, total, min(total, max_steps or total), (
-        info_step if total >= 2 * info_step else max(1, total // 3))
+    last = min(total, max_steps or total)
+    return steps, total, last, info_step if last >= 2 * info_step else max(1, last // 3)
 def mean_losses(run, step):
     """Each loss's mean since the last report (R1's over its steps), read at once, checked as finite."""
     since, names = step - len(run.recent), dict.fromkeys(n for losses in run.recent for n in losses)
@@ -395,10 +395,13 @@ def save_run(run, step, G, D, G_ema, opt_g, opt_d):
         print(f"\nstopped at step {step}, checkpoint saved. Continue with: "
               f"{resume_command()}", file=sys.stderr)
         raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
-def resume_command():
-    if in_notebook():
-        return f"basic_gan.main(['--resume', '--out_dir={out_dir}'])"
-    return f"python basic_gan.py --resume --out_dir={shlex.quote(out_dir)}"
+def resume_command(*more):  # what goes on, as it is typed where it is shown
+    if in_notebook():  # main() itself after %run or a pasted cell; basic_gan.main() if imported
+        names = sys.modules["IPython"].get_ipython().user_ns
+        module = next((f"{k}." for k, v in names.items() if type(v) is type(sys) and vars(v).get(
+            "main") is main), "" if names.get("main") is main else "basic_gan.")
+        return f"{module}main({['--resume', f'--out_dir={out_dir}', *more]!r})"
+    return " ".join(["python basic_gan.py --resume", f"--out_dir={shlex.quote(out_dir)}", *more])
 def finish(run, step, G):
     """The end of training: a last grid, the digits forming row by row, and the loss curve."""
     show(generate(G, run.fixed_noise, run.fixed_labels), "fake", step)
@@ -652,6 +655,7 @@ def only_this_run_in(folder):
     made = [p for p in (folder, *folder.parents) if not p.exists()]
     with writing(folder):  # /proc/x, say: the OS says no in one line
         folder.mkdir(parents=True, exist_ok=True)
+    had_lock = (folder / ".lock").exists()
     with open(folder / ".lock", "a+") as lock:
         try:
             import fcntl  # Windows has none, and there no lock is taken
@@ -668,11 +672,11 @@ def only_this_run_in(folder):
             Path(folder, f"{name}.tmp").unlink(missing_ok=True)  # a kill mid-save left it: not yours
         try:
             yield
-        except BaseException:  # bad data, say: a folder this run made and left empty goes again
-            if made and os.listdir(folder) == [".lock"]:
-                (folder / ".lock").unlink()
-                for p in made:
-                    p.rmdir()
+        except BaseException:  # a refusal, say: its lock, and the folders it made empty, go again
+            if not had_lock:
+                (folder / ".lock").unlink(missing_ok=True)
+            for p in made if made and not os.listdir(folder) else ():
+                p.rmdir()
             raise
 def load(path, what):
     if not Path(path).is_file():
@@ -711,12 +715,14 @@ def save_checkpoint(run, step, *parts):
                  **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
                  "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(run.device)
                  if cuda else None}, Path(out_dir) / "checkpoint.pt")
-def keep_the_run_there():  # a new run never replaces another's weights: refused, with two ways on
+def keep_the_run_there():  # a new run never replaces another's weights: refused, with ways on
     there = [name for name in ("checkpoint.pt", "generator.pth") if (Path(out_dir) / name).exists()]
     if there:
-        free = next(f"{out_dir}_{i}" for i in range(2, 10**6) if not Path(f"{out_dir}_{i}").exists())
-        fail(f"{out_dir} holds a run ({there[0]}) that a new one would replace: go on with it with "
-             f"{resume_command()}, or start the new one with --out_dir={shlex.quote(free)}")
+        base = Path(out_dir) if Path(out_dir).name not in ("", ".", "..") else Path(out_dir).resolve()
+        free = next(f"{base}_{i}" for i in range(2, 10**6) if not Path(f"{base}_{i}").exists())
+        go_on = f"go on with it with {resume_command()}, or " if there[0] == "checkpoint.pt" else ""
+        fail(f"{out_dir} holds a run ({there[0]}) that a new one would replace: {go_on}start the new "
+             f"one with --out_dir={shlex.quote(free)}")
 def restore_config(overrides):
     """--resume: the run's constants, then the command line's; None if it has nothing to do."""
     path = Path(out_dir) / "checkpoint.pt"
@@ -736,8 +742,8 @@ def restore_config(overrides):
     if step >= last and max_steps and step >= max_steps:  # trained all it was asked to: say so
         print(f"{out_dir} is at step {step}: --max_steps={max_steps} leaves nothing to do")
     elif step >= last:
-        print(f"{out_dir} has finished its {epochs} epochs ({step} steps). To train it longer: "
-              f"{resume_command()} --epochs={2 * epochs}")
+        print(f"{out_dir} has finished its {count(epochs, 'epoch')} ({step} steps). To train it "
+              f"longer: {resume_command(f'--epochs={2 * epochs}')}")
     return ckpt if step < last else None
 # ---- the command line, generated from the constants, and the checks of their values ----
 def constants_cell():

@@ -1,5 +1,8 @@
 """The edges a hostile new user finds: samples, classes and hints that must be right (issue 33)."""
+import ast
+import sys
 import threading
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -106,3 +109,35 @@ def test_a_gpu_that_is_not_there_is_refused(gan, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert "device 'cuda:3' was asked for, but torch sees 1 GPU: use --device=cuda:0 to cuda:0" in \
         one_line_error(gan, capsys, ["--device=cuda:3"])
+
+
+def test_the_notebook_resume_hint_is_python_for_any_folder(gan, monkeypatch):
+    monkeypatch.setattr(gan, "in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "IPython", SimpleNamespace(get_ipython=lambda: SimpleNamespace(
+        user_ns={"np": sys, "gan": gan})))  # a kernel that imported it as gan
+    gan.out_dir = "Bob's run"
+    hint = gan.resume_command()
+    assert hint == """gan.main(['--resume', "--out_dir=Bob's run"])"""  # imported: by the name it has there
+    call = ast.parse(hint).body[0].value
+    assert ast.literal_eval(call.args[0]) == ["--resume", "--out_dir=Bob's run"]
+
+
+@pytest.mark.parametrize("out_dir, offered", [("outputs/", "--out_dir=outputs_2"), (".", "_2")])
+def test_a_folder_holding_only_weights_offers_no_resume_and_a_free_folder_beside_it(
+        gan, tmp_path, monkeypatch, capsys, out_dir, offered):
+    run = tmp_path / "outputs"
+    run.mkdir()
+    torch.save({}, run / "generator.pth")
+    monkeypatch.chdir(run if out_dir == "." else tmp_path)
+    err = one_line_error(gan, capsys, [f"--out_dir={out_dir}"])
+    assert "holds a run (generator.pth) that a new one would replace: start the new one with" in err
+    assert "--resume" not in err and offered in err and "outputs/_2" not in err and "._2" not in err
+    if out_dir == ".":
+        assert f"--out_dir={tmp_path / 'outputs_2'}" in err  # beside it, not hidden inside it
+
+
+def test_a_refusal_writes_nothing_in_a_folder_that_was_there(gan, tiny_data, tmp_path, capsys):
+    (tmp_path / "mine.txt").write_text("mine")
+    one_line_error(gan, capsys, [*SMALL, f"--data_dir={tmp_path / 'nothing'}", f"--out_dir={tmp_path}",
+                                 "--dataset=folder"])  # refused once the folder is locked
+    assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]  # no .lock left behind

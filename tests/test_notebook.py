@@ -30,7 +30,8 @@ def test_run_and_import_show_grids_inline(tiny_data, tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND")  # the kernel picks its own inline backend, as Jupyter does
     args = [*SMALL, "--epochs=1", "--info_step=8", f"--data_dir={tiny_data}"]  # 16 steps: 2 reports
     cells = run_notebook([
-        f"%run {ROOT / 'basic_gan.py'} {' '.join(args)} --out_dir=a",
+        f"%run {ROOT / 'basic_gan.py'} {' '.join(args)} --out_dir=a\nhint = resume_command()\nprint(hint)\n"
+        "get_ipython().run_cell(hint)",  # the hint after %run runs there: main() itself, no module named basic_gan
         f"import sys; sys.path.insert(0, {str(ROOT)!r})\nimport basic_gan\n"
         f"G, D, G_ema = basic_gan.main({[*args, '--out_dir=b']!r})",
         "import matplotlib.pyplot as plt; print(len(plt.get_fignums()), 'open figures')",
@@ -44,6 +45,8 @@ def test_run_and_import_show_grids_inline(tiny_data, tmp_path, monkeypatch):
         assert problems == []
         assert images == 2 * 2 + 1  # a fake and a real grid per report, and the last fake grid
     assert "0 open figures" in cells[2].outputs[0].text
+    said = "".join(o.get("text", "") for o in cells[0].outputs)
+    assert "main(['--resume', '--out_dir=a'])\n" in said and "a has finished its 1 epoch (16 steps)" in said
     # An error is its one line, and the cell stops there: no SystemExit traceback, no IPython
     # "To exit: use 'exit'" warning, and no TypeError where the cell unpacks what main() returns.
     assert [(o.output_type, o.get("name"), o.get("text"), o.get("traceback")) for o in cells[3].outputs] == [

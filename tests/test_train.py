@@ -338,6 +338,8 @@ def test_a_new_run_never_replaces_another_one(gan, trained, tiny_data, tmp_path,
     (["--epochs=1"], [5, 10, 15]),                 # 16 steps, info_step 500: 3 reports, not none
     (["--epochs=40", "--batch_size=256"], [13, 26, 39]),  # 1 step an epoch, as in a small folder
     (["--epochs=2", "--info_step=16"], [16, 32]),  # 2 reports as asked: info_step holds
+    (["--epochs=40", "--max_steps=12"], [4, 8, 12]),  # was none: the interval came from the epochs
+    (["--epochs=40", "--max_steps=5", "--batch_size=256"], [1, 2, 3, 4, 5]),  # fewer than 6: each step
 ])
 def test_a_short_run_shows_a_few_reports(gan, tiny_data, tmp_path, capsys, args, reports):
     gan.main([*SMALL, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", *args])
