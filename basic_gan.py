@@ -423,22 +423,33 @@ def save_figure(fig, path):
         fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
 def sample_digits(n):
-    """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples.png and more."""
-    G = load_generator(Path(out_dir) / "generator.pth", n)  # and check n of its images fit
-    torch.manual_seed(seed)
-    images, labels = torch.empty(n, channels, image_size, image_size), labels_to_draw(G, n)
-    for chunk, classes in zip(images.split(10_000), labels.split(10_000)):  # activations stay small
-        chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim), classes).view_as(chunk) + 1) / 2)
-    save_samples(images, labels, G)
-def save_samples(images, labels, G):
+    """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples/, samples.png and more.
+    Stopped or refused part way, it leaves the samples from before whole."""
+    G, out = load_generator(Path(out_dir) / "generator.pth", n), Path(out_dir)  # n must fit
+    check_disk(n, out)
+    try:
+        torch.manual_seed(seed)
+        images, labels = torch.empty(n, channels, image_size, image_size), labels_to_draw(G, n)
+        for chunk, classes in zip(images.split(10_000), labels.split(10_000)):  # activations stay small
+            chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim), classes).view_as(chunk) + 1) / 2)
+        save_samples(images, labels, G, out)
+    except KeyboardInterrupt:
+        fail("stopped: the samples from before are as they were", code=130)
+    finally:  # what a stopped or refused write left aside goes
+        shutil.rmtree(out / "samples.tmp", ignore_errors=True)
+def save_samples(images, labels, G, out):
     # interpolation.png: lines through the noise space; smooth changes mean G learned digits.
-    out, preview, per_row = Path(out_dir), images[:256], math.ceil(min(len(images), 256) ** 0.5)
-    drawn = labels.unique()
+    preview, per_row, drawn = images[:256], math.ceil(min(len(images), 256) ** 0.5), labels.unique()
     if len(drawn) > 1:  # a conditional G's classes in turn: a row a class, up to 8 each
         per_row = min(8, len(images) // len(drawn))
         preview = torch.cat([images[labels == k][:per_row] for k in drawn])
+    save_pngs(images, labels, G.classes, out / "samples.tmp")  # aside, then in place with the rest
+    if G.classes:  # each sample's class, beside them
+        atomic_save({"labels": labels, "classes": G.classes}, out / "samples_labels.pt")
     atomic_save(images, out / "samples.pt")
-    save_pngs(images, labels, G.classes, out / "samples")
+    with writing(out / "samples"):
+        shutil.rmtree(out / "samples", ignore_errors=True)
+        (out / "samples.tmp").rename(out / "samples")
     ends, t = torch.randn(2, 8, 1, G.z_dim), torch.linspace(0, 1, 10).view(1, 10, 1)
     rows = labels[torch.arange(8) % len(labels)].repeat_interleave(10)  # each line keeps a class
     line = generate(G, torch.lerp(ends[0], ends[1], t).view(-1, G.z_dim), rows)
@@ -446,23 +457,31 @@ def save_samples(images, labels, G):
                           ("interpolation.png", grid(line, nrow=10))):
         with writing(out / name):
             save_image(picture, out / name)
+    shown = f"{per_row} a class" if len(drawn) > 1 else f"the first {len(preview)}"
     print(f"wrote {len(images)} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB) and "
-          f"{out / 'samples'}/, the first {len(preview)} to samples.png, and interpolation.png")
+          f"{out / 'samples'}/, {shown} to samples.png, and interpolation.png")
 def save_pngs(images, labels, classes, folder):
-    """Each sample as a PNG, in a folder per class where there are classes: the layout that
-    ImageFolder, pytorch-fid and torch-fidelity read. Written aside, then put in place whole."""
-    aside = folder.with_name(folder.name + ".tmp")
+    """Each sample as a PNG: all in one folder (what pytorch-fid and torch-fidelity read), or with
+    classes a folder each, numbered in G's order (what ImageFolder reads: its targets are G's)."""
     with writing(folder):
-        shutil.rmtree(aside, ignore_errors=True)
-        wheres = [aside / name.replace("/", "-") for name in classes] or [aside]  # a folder a class
-        for y in labels.unique().tolist():  # the classes drawn
+        digits = len(str(len(classes) - 1))
+        wheres = [folder / f"{k:0{digits}d}_{name.replace('/', '-')}" for k, name in enumerate(classes)]
+        for y in labels.unique().tolist() if classes else ():  # the classes drawn
             wheres[y].mkdir(parents=True)
-        pixels = images.mul(255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        for i, (picture, y) in enumerate(zip(pixels, labels.tolist())):
-            picture = picture[..., 0] if channels == 1 else picture  # H x W for gray, H x W x 3
-            Image.fromarray(picture).save(wheres[y] / f"{i}.png")
-        shutil.rmtree(folder, ignore_errors=True)
-        aside.rename(folder)
+        folder.mkdir(exist_ok=True)
+        for start in range(0, len(images), 10_000):  # a chunk at a time: no float copy of them all
+            pixels = images[start: start + 10_000].mul(255).round_().to(torch.uint8)
+            for i, (picture, y) in enumerate(zip(pixels.permute(0, 2, 3, 1).numpy(),
+                                                 labels[start: start + 10_000].tolist()), start):
+                picture = picture[..., 0] if channels == 1 else picture  # H x W gray, H x W x 3
+                Image.fromarray(picture).save((wheres[y] if classes else folder) / f"{i}.png")
+def check_disk(n, out):
+    """Refuse, before writing a million PNGs, samples that would not fit on the disk."""
+    need = n * (channels * image_size ** 2 * 4 + 4096)  # samples.pt, and a PNG a block at least
+    free = shutil.disk_usage(next(p for p in (out, *out.parents) if p.exists())).free
+    if need > free:
+        fail(f"{n} samples need about {need / 1e9:.1f} GB on disk (samples.pt and a PNG each), more "
+             f"than the {free / 1e9:.1f} GB free: try --sample={free * n // need}")
 def check_labels(G, labels):  # for your own code: a ValueError in words, not torch's IndexError
     classes = G.embed.num_embeddings if G.embed is not None else 0
     if classes and (labels is None or not 0 <= int(labels.min()) <= int(labels.max()) < classes):
@@ -640,7 +659,8 @@ def writing(path):
     except OSError as e:
         shutil.rmtree(f"{path}.tmp", ignore_errors=True)  # samples.tmp/, a folder, goes whole
         Path(f"{path}.tmp").unlink(missing_ok=True)
-        fail(f"could not write {path}: {e.strerror or e}. {checkpoint_left()}", code=1)
+        safe = "The samples from before are as they were" if sample else checkpoint_left()
+        fail(f"could not write {path}: {e.strerror or e}. {safe}", code=1)
     finally:
         threading.excepthook = thread_hook
 def checkpoint_left():

@@ -76,13 +76,14 @@ def pets(tmp_path_factory):
 def test_label_draws_one_class_by_name_or_number_as_png_files(gan, pets, capsys):
     run = pets / "run"
     gan.main(["--sample=6", "--label=dogs", f"--out_dir={run}"])
-    assert sorted(p.name for p in (run / "samples").iterdir()) == ["dogs"]
-    assert len(list((run / "samples" / "dogs").glob("*.png"))) == 6
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["1_dogs"]  # numbered in G's order
+    assert len(list((run / "samples" / "1_dogs").glob("*.png"))) == 6
     gan.main(["--sample=4", "--label=2", f"--out_dir={run}"])
-    assert [p.name for p in (run / "samples").iterdir()] == ["owls"]
+    assert [p.name for p in (run / "samples").iterdir()] == ["2_owls"]
     gan.main(["--sample=9", f"--out_dir={run}"])  # no label: each class in turn
-    assert {p.name: len(list(p.iterdir())) for p in (run / "samples").iterdir()} == {"cats": 3, "dogs": 3, "owls": 3}
-    with Image.open(run / "samples" / "cats" / "0.png") as png:
+    assert {p.name: len(list(p.iterdir())) for p in (run / "samples").iterdir()} == {"0_cats": 3, "1_dogs": 3,
+                                                                                   "2_owls": 3}
+    with Image.open(run / "samples" / "0_cats" / "0.png") as png:
         assert (png.size, png.mode) == ((8, 8), "L")
     gan.main(["--sample=24", f"--out_dir={run}"])
     assert Image.open(run / "samples.png").size == (82, 32)  # a row a class, 8 in each: 8-pixel images

@@ -2,6 +2,7 @@
 import ast
 import sys
 import threading
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -51,7 +52,7 @@ def test_label_means_a_name_first_and_says_what_it_drew(gan, tmp_path, capsys, n
         return
     gan.main(["--sample=4", f"--label={asked}", f"--out_dir={run}"])
     assert f"drawing class {names.index(drawn)}, {drawn!r}" in capsys.readouterr().out
-    assert [p.name.split("_", 1)[-1] for p in (run / "samples").iterdir()] == [drawn]
+    assert [p.name for p in (run / "samples").iterdir()] == [f"{names.index(drawn)}_{drawn}"]
 
 
 def test_generate_from_your_own_code_says_what_labels_it_needs(gan, tmp_path):
@@ -141,3 +142,47 @@ def test_a_refusal_writes_nothing_in_a_folder_that_was_there(gan, tiny_data, tmp
     one_line_error(gan, capsys, [*SMALL, f"--data_dir={tmp_path / 'nothing'}", f"--out_dir={tmp_path}",
                                  "--dataset=folder"])  # refused once the folder is locked
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]  # no .lock left behind
+
+
+def test_sample_folders_read_by_imagefolder_get_gs_classes(gan, tiny_data, tmp_path):
+    """Fashion-MNIST's names do not sort in class order: ImageFolder once gave 'Ankle boot' 0."""
+    from torchvision.datasets import ImageFolder
+    gan.main([*SMALL, "--conditional", "--dataset=FashionMNIST", f"--data_dir={tiny_data}", "--max_steps=2",
+              f"--out_dir={tmp_path}"])
+    gan.main(["--sample=30", f"--out_dir={tmp_path}"])
+    saved = torch.load(tmp_path / "samples_labels.pt", weights_only=True)
+    assert saved["classes"][:2] == ["T-shirt/top", "Trouser"] and saved["labels"].tolist() == [i % 10 for i in range(30)]
+    folder = ImageFolder(tmp_path / "samples")
+    assert folder.classes[:3] == ["0_T-shirt-top", "1_Trouser", "2_Pullover"] and folder.classes[9] == "9_Ankle boot"
+    by_index = {int(Path(path).stem): target for path, target in folder.samples}
+    assert [by_index[i] for i in range(30)] == saved["labels"].tolist()  # each sample's class, G's number
+
+
+def test_a_stopped_sample_leaves_the_samples_from_before_whole(gan, tiny_data, tmp_path, monkeypatch, capsys):
+    gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    gan.main(["--sample=5", f"--out_dir={tmp_path}"])
+    before = {p.name: p.read_bytes() for p in [tmp_path / "samples.pt", *(tmp_path / "samples").iterdir()]}
+    saves = []
+
+    def ctrl_c_after_three(self, path, *args, **kwargs):
+        saves.append(path)
+        if len(saves) > 3:
+            raise KeyboardInterrupt
+        return real_save(self, path, *args, **kwargs)
+    real_save = Image.Image.save
+    monkeypatch.setattr(Image.Image, "save", ctrl_c_after_three)
+    assert "stopped: the samples from before are as they were" in \
+        one_line_error(gan, capsys, ["--sample=7", f"--out_dir={tmp_path}"], code=130)
+    after = {p.name: p.read_bytes() for p in [tmp_path / "samples.pt", *(tmp_path / "samples").iterdir()]}
+    assert after == before and not (tmp_path / "samples.tmp").exists()
+    monkeypatch.setattr(Image.Image, "save", real_save)
+    gan.main(["--resume", f"--out_dir={tmp_path}", "--max_steps=3"])  # and the folder works on
+
+
+def test_a_sample_too_big_for_the_disk_is_refused_before_writing(gan, tiny_data, tmp_path, monkeypatch, capsys):
+    gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    monkeypatch.setattr(gan.shutil, "disk_usage", lambda path: SimpleNamespace(free=10**6))  # 1 MB free
+    err = one_line_error(gan, capsys, ["--sample=1000", f"--out_dir={tmp_path}"])
+    assert "1000 samples need about 0.0 GB on disk (samples.pt and a PNG each), more than the 0.0 GB free: " \
+           "try --sample=138" in err and sorted(p.name for p in tmp_path.iterdir()) == before
