@@ -21,7 +21,7 @@ from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
 # and for the plumbing below the story
 import argparse, ast, difflib, gzip, linecache, os, re, shlex, shutil, signal, threading
-import zlib
+import unicodedata, warnings, zlib  # noqa: E401
 from types import SimpleNamespace
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision import datasets
@@ -294,7 +294,8 @@ def training_run(checkpoint):
         stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum)) for s in (
             signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread()}
         try:
-            with SummaryWriter(Path(out_dir) / "runs" / run.run_name) as run.writer:
+            with SummaryWriter(Path(out_dir) / "runs" / run.run_name,  # a resume drops what a
+                               purge_step=run.step or None) as run.writer:  # killed run logged past it
                 if run.step == 0:  # the hyperparameters as a table; a resumed run appends
                     run.writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + "\n".join(
                         f"|{k}|{v}|" for k, v in config().items()))
@@ -493,11 +494,12 @@ def labels_to_draw(G, n):
         fail(f"--label={label}: this generator draws no classes (it trained with conditional=False)")
     if not label:
         return torch.arange(n) % max(1, len(G.classes))
+    label_ = unicodedata.normalize("NFC", label)  # as the folder names are
     numbered = label.isascii() and label.isdigit() and int(label) < len(G.classes)  # not "²"
-    if label not in G.classes and (not numbered or all(c.isdigit() for c in G.classes)):
+    if label_ not in G.classes and (not numbered or all(c.isdigit() for c in G.classes)):
         fail(f"no class {label!r}: the classes are {', '.join(G.classes)}" + ("" if all(
             c.isdigit() for c in G.classes) else " (or their numbers, from 0)"))
-    k = G.classes.index(label) if label in G.classes else int(label)  # a name always wins
+    k = G.classes.index(label_) if label_ in G.classes else int(label)  # a name always wins
     print(f"drawing class {k}, {G.classes[k]!r}")
     return torch.full((n,), k)
 
@@ -557,7 +559,7 @@ def load_labels(split, count):
              f"classes 0 to {int(labels.max())}")
     names = datasets.FashionMNIST.classes if dataset == "FashionMNIST" else list("0123456789")
     return labels, names
-PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp")  # what Pillow reads, by extension
+PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")  # Pillow reads them
 def load_folder(folder):
     """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
     if not folder.is_dir():
@@ -574,7 +576,8 @@ def load_folder(folder):
         fail(f"{unread[0].filename} cannot be read ({unread[0].strerror})" if unread else
              f"{folder} holds no pictures ({', '.join(PICTURES)}), in it or in its subfolders")
     check_memory(len(paths))
-    classes = sorted({p.relative_to(folder).parts[0] for p in paths if p.parent != folder})
+    class_of = lambda p: unicodedata.normalize("NFC", p.relative_to(folder).parts[0])  # é is é
+    classes = sorted({class_of(p) for p in paths if p.parent != folder})
     if conditional and any(p.parent == folder for p in paths):  # ImageFolder's layout
         fail(f"{next(p for p in paths if p.parent == folder)} is in no class: with conditional, "
              f"each picture goes in a subfolder of {folder} named after its class")
@@ -582,7 +585,7 @@ def load_folder(folder):
     for path in tqdm(paths, desc=f"decoding {len(paths)} pictures", leave=False):
         try:
             images.append(fit(read_picture(path)[None]))
-            labels.append(classes.index(path.relative_to(folder).parts[0]) if conditional else 0)
+            labels.append(classes.index(class_of(path)) if conditional else 0)
         except (OSError, ValueError, Image.DecompressionBombError) as e:  # say why in words
             said = {PermissionError: "permission denied", UnidentifiedImageError: "not a picture"}
             why = next((w for kind, w in said.items() if isinstance(e, kind)), str(e).strip()[:80])
@@ -592,10 +595,18 @@ def load_folder(folder):
     if broken:
         tqdm.write(f"basic_gan.py: warning: skipped {count(len(broken), 'unreadable picture')} of "
                    f"{len(paths)}; the first: {broken[0]}", file=sys.stderr)
+    if conditional and (empty := [c for k, c in enumerate(classes) if k not in set(labels)]):
+        tqdm.write(f"basic_gan.py: warning: no class for {', '.join(empty)}: not one of its pictures "
+                   f"could be read", file=sys.stderr)  # G would learn nothing of it, and draw it
+        kept = [c for c in classes if c not in empty]
+        labels, classes = [kept.index(classes[y]) for y in labels], kept
     return torch.cat(images), torch.tensor(labels), classes if conditional else []
 def read_picture(path):
     """As a viewer shows it: upright by EXIF, 16 bits scaled to 8, alpha on white; uint8 CxHxW."""
-    with Image.open(path) as image:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # big, but resized: no noise
+        image = Image.open(path)
+    with image:
         image = ImageOps.exif_transpose(image)
         gray = Image.getmodebase(image.mode) == "L"  # 1, L, LA, I, I;16, F: gray, whatever the depth
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16 or 32 bits a pixel: to 8

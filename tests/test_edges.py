@@ -2,6 +2,7 @@
 import ast
 import sys
 import threading
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -186,3 +187,51 @@ def test_a_sample_too_big_for_the_disk_is_refused_before_writing(gan, tiny_data,
     err = one_line_error(gan, capsys, ["--sample=1000", f"--out_dir={tmp_path}"])
     assert "1000 samples need about 0.0 GB on disk (samples.pt and a PNG each), more than the 0.0 GB free: " \
            "try --sample=138" in err and sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_class_with_no_readable_picture_is_no_class(gan, tmp_path, capsys):
+    root = class_folders(tmp_path / "pics", ("cats", "dogs", "owls"))
+    for png in (root / "owls").iterdir():
+        png.write_bytes(b"not a png")
+    gan.conditional, gan.dataset, gan.data_dir, gan.image_size = True, "folder", str(root), 8
+    images, labels, classes = gan.load_images()
+    assert classes == ["cats", "dogs"] and labels.tolist() == [0] * 12 + [1] * 12 and len(images) == 24
+    assert "warning: no class for owls: not one of its pictures could be read" in capsys.readouterr().err
+
+
+def test_tiff_is_read_and_class_names_are_one_however_the_os_spells_them(gan, tmp_path):
+    import unicodedata
+    root = tmp_path / "pics"
+    for i, form in enumerate(("NFC", "NFD")):  # é as one code point, and as e + a combining accent
+        (root / unicodedata.normalize(form, "café")).mkdir(parents=True)
+        Image.new("L", (8, 8), 10 * i).save(root / unicodedata.normalize(form, "café") / f"{i}.tif")
+    (root / "tea").mkdir()
+    Image.new("L", (8, 8), 200).save(root / "tea" / "0.tiff")
+    gan.conditional, gan.dataset, gan.data_dir, gan.image_size = True, "folder", str(root), 8
+    images, labels, classes = gan.load_images()
+    assert classes == [unicodedata.normalize("NFC", "café"), "tea"] and sorted(labels.tolist()) == [0, 0, 1]
+
+
+def test_a_huge_picture_prints_no_pillow_warning(gan, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # so a 10 x 10 picture is a "bomb" warning's size
+    (tmp_path / "p").mkdir()
+    Image.new("L", (10, 10), 128).save(tmp_path / "p" / "big.png")
+    gan.dataset, gan.data_dir, gan.image_size = "folder", str(tmp_path / "p"), 8
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        images, _, _ = gan.load_images()
+    assert len(images) == 1 and not [w for w in caught if "DecompressionBomb" in str(w.category)]
+    assert "DecompressionBomb" not in capsys.readouterr().err
+
+
+def test_tensorboard_shows_each_step_once_after_a_kill_and_a_resume(gan, tiny_data, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    args = [*SMALL, "--info_step=5", "--epochs=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"]
+    gan.main([*args, "--max_steps=16"])  # the checkpoint at step 16
+    at_16 = (tmp_path / "checkpoint.pt").read_bytes()
+    gan.main(["--resume", f"--out_dir={tmp_path}", "--max_steps=31"])  # reports 20, 25, 30; saves at 31
+    (tmp_path / "checkpoint.pt").write_bytes(at_16)  # as if killed at step 31, before its save
+    gan.main(["--resume", f"--out_dir={tmp_path}"])  # 16 to 32 again
+    events = EventAccumulator(str(next((tmp_path / "runs").iterdir())))
+    events.Reload()
+    assert [e.step for e in events.Scalars("losses/G")] == [5, 10, 15, 20, 25, 30]

@@ -43,7 +43,7 @@ def test_a_folder_of_pictures_is_one_uint8_tensor_of_the_asked_shape(gan, pictur
     images = gan.load_images()[0]
     assert images.shape == (41, 3, 16, 16) and images.dtype == torch.uint8  # 40 + the clear one
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "skipped 1 unreadable pictures of 42; the first: " in err
+    assert err.count("\n") == 1 and "skipped 1 unreadable picture of 42; the first: " in err
     assert str(pictures / "colour" / "broken.png") in err
     order = sorted(p for p in pictures.rglob("*") if p.suffix in (".png", ".jpg", ".gif", ".webp"))
     clear = order.index(pictures / "gray" / "clear.png") - 1  # broken.png sorts before it
@@ -198,7 +198,7 @@ def test_a_folder_of_awkward_pictures_trains(gan, tmp_path, monkeypatch, capsys)
     gan.main([*SMALL, "--dataset=folder", "--data_dir=data", "--batch_size=4", "--max_steps=2",
               "--image_size=16", "--channels=3", "--out_dir=out"])
     err = capsys.readouterr().err
-    assert "skipped 1 unreadable pictures of 13; the first: data/notes.png (not a picture)" in err
+    assert "skipped 1 unreadable picture of 13; the first: data/notes.png (not a picture)" in err
     data = torch.load(tmp_path / "out" / "checkpoint.pt", weights_only=True)["run"]["data"]
     assert data["images"] == 12  # 5 awkward, 5 plain, the linked one and the one named in Latin-1
 
