@@ -426,7 +426,10 @@ def save_figure(fig, path):
 def sample_digits(n):
     """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples/, samples.png and more.
     Stopped or refused part way, it leaves the samples from before whole."""
-    G, out = load_generator(Path(out_dir) / "generator.pth", n), Path(out_dir)  # n must fit
+    try:
+        G, out = load_generator(Path(out_dir) / "generator.pth", n), Path(out_dir)  # n must fit
+    except BadFile as e:
+        fail(str(e))
     check_disk(n, out)
     try:
         torch.manual_seed(seed)
@@ -709,14 +712,16 @@ def only_this_run_in(folder):
             for p in made if made and not os.listdir(folder) else ():
                 p.rmdir()
             raise
+class BadFile(ValueError):
+    """A file that is missing, corrupt or not basic_gan's: in your own code, an error in words."""
 def load(path, what):
     if not Path(path).is_file():
-        fail(f"no {Path(path).name} in {Path(path).parent}: train first, or set --out_dir to a run")
+        raise BadFile(f"no {Path(path).name} in {Path(path).parent}: train first, or set --out_dir to a run")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        fail(f"{path} is corrupt or not a basic_gan {what} ({type(e).__name__}); "
-             f"delete it or set --out_dir")
+        raise BadFile(f"{path} is corrupt or not a basic_gan {what} ({type(e).__name__}); "
+                      f"delete it or set --out_dir") from None
 def load_generator(path, n=0):
     """A Generator rebuilt from a generator.pth, which knows its widths; n images of it must fit."""
     saved = load(path, "generator")
@@ -728,8 +733,8 @@ def load_generator(path, n=0):
         G.load_state_dict(saved["state_dict"])
         G.classes = classes  # their names, which --label may use
         globals().update(shape)  # the grids and samples follow the generator's own shape
-    except (RuntimeError, KeyError, TypeError) as e:
-        fail(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})")
+    except (RuntimeError, KeyError, TypeError, AttributeError) as e:
+        raise BadFile(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})") from None
     check_memory(n, 4)
     return G
 CHECKPOINT_FORMAT = 3  # 3: D's head apart from its features; 2: the data order from (seed, epoch)
@@ -757,7 +762,10 @@ def keep_the_run_there():  # a new run never replaces another's weights: refused
 def restore_config(overrides):
     """--resume: the run's constants, then the command line's; None if it has nothing to do."""
     path = Path(out_dir) / "checkpoint.pt"
-    ckpt = load(path, "checkpoint")
+    try:
+        ckpt = load(path, "checkpoint")
+    except BadFile as e:
+        fail(str(e))
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
         fail(f"{path} was made by an older basic_gan: start a new run with another --out_dir, "
              f"or resume it with the basic_gan.py that made it")

@@ -124,7 +124,7 @@ def frechet_distance(a, b):
     vals, vecs = torch.linalg.eigh(ca)
     root_a = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
     cross = torch.linalg.eigvalsh(root_a @ cb @ root_a).clamp(min=0).sqrt().sum()
-    return float((mu_a - mu_b).square().sum() + ca.trace() + cb.trace() - 2 * cross)
+    return max(0.0, float((mu_a - mu_b).square().sum() + ca.trace() + cb.trace() - 2 * cross))  # no -0.00
 
 
 def inception_score(probs):
@@ -145,18 +145,36 @@ def score(model, images, ref_feats, labels=None):
     return found
 
 
-def load_samples(path, n, seed):
+def class_names(dataset):
+    return basic_gan.datasets.FashionMNIST.classes if dataset == "FashionMNIST" else list("0123456789")
+
+
+def load_samples(path, n, seed, dataset="MNIST"):
     """Samples in [0, 1] from a generator.pth, or a samples.pt as --sample writes it, and the
     class each was asked to be: each class in turn from a conditional generator, else None."""
     labels = None
     if str(path).endswith(".pth"):
-        G = basic_gan.load_generator(path)  # which sets basic_gan's channels and image_size to G's
+        try:
+            G = basic_gan.load_generator(path)  # which sets basic_gan's channels and image_size to G's
+        except basic_gan.BadFile as e:
+            fail(str(e))
+        if G.classes and G.classes != class_names(dataset):  # its class k must be the dataset's k
+            fail(f"{path} draws the classes {', '.join(G.classes)}, not {dataset}'s; score it with "
+                 f"the --dataset and --data_dir it trained on")
         shape = (basic_gan.channels, basic_gan.image_size, basic_gan.image_size)
         labels = torch.arange(n) % len(G.classes) if G.classes else None
         torch.manual_seed(seed)
         samples = (basic_gan.generate(G, torch.randn(n, G.z_dim), labels).view(n, *shape) + 1) / 2
     else:
-        samples = torch.load(path, map_location="cpu", weights_only=True).float()[:n]
+        try:
+            samples = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            fail(f"{path} is not a samples.pt ({type(e).__name__}): pass a generator.pth or what "
+                 f"python basic_gan.py --sample=10000 writes")
+        if not isinstance(samples, torch.Tensor) or samples.dim() != 4:
+            fail(f"{path} is not a samples.pt (N x 1 x 28 x 28 images): pass a generator.pth or what "
+                 f"python basic_gan.py --sample=10000 writes, not a checkpoint")
+        samples = samples.float()[:n]
     if tuple(samples.shape[1:]) != (1, 28, 28):
         what = " x ".join(map(str, samples.shape[1:]))
         fail(f"{path} draws {what} images; the scoring CNN reads 1 x 28 x 28 ones (MNIST, "
@@ -191,7 +209,7 @@ def main(argv=None):
              f"or pass a samples.pt that python basic_gan.py --sample=10000 writes")
     if args.n < MIN_SAMPLES:
         fail(f"--n={args.n} is too few samples for a meaningful FID: use at least {MIN_SAMPLES}")
-    samples, labels = load_samples(args.samples, args.n, args.seed)
+    samples, labels = load_samples(args.samples, args.n, args.seed, args.dataset)
     if len(samples) < MIN_SAMPLES:
         fail(f"{args.samples} holds {len(samples)} samples, too few for a meaningful FID: write at "
              f"least {MIN_SAMPLES}, e.g. python basic_gan.py --sample=10000")

@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import platform
+import re
 import resource
 import sys
 import tempfile
@@ -145,6 +146,10 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory()
+    if args.steps < 1 or args.rounds < 1:
+        fail(f"--steps={args.steps} --rounds={args.rounds}: time at least one step in one round")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
+        fail(f"--device={args.device}: speed.py times auto, cpu or cuda (basic_gan picks its precision there)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         fail(f"--device={args.device}, but torch sees no CUDA GPU here: leave it out, or pass --device=cpu")
     if args.data_dir and not any(basic_gan.find_idx(d) for d in (args.data_dir, Path(args.data_dir, "MNIST", "raw"))):

@@ -74,6 +74,10 @@ def test_quality_says_in_one_line_what_it_can_score(blobs, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--device=cuda"], "torch sees no CUDA GPU here"),
     (["--data_dir=pictures"], "holds no train-images-idx3-ubyte(.gz): speed.py times 28 x 28 digits"),
+    (["--steps=0"], "--steps=0 --rounds=3: time at least one step in one round"),  # was a ZeroDivisionError
+    (["--rounds=0"], "--steps=200 --rounds=0: time at least one step"),
+    (["--device=mps"], "--device=mps: speed.py times auto, cpu or cuda"),
+    (["--device=tpu"], "--device=tpu: speed.py times auto, cpu or cuda"),
 ])
 def test_speed_refuses_what_it_cannot_time_in_one_line(tmp_path, monkeypatch, capsys, args, message):
     import speed
@@ -98,3 +102,41 @@ def test_quality_reports_the_label_accuracy_of_a_conditional_generator(blobs, tm
     _, _, fake = quality.main([str(tmp_path / "run" / "generator.pth"), *blobs[1], "--n=1000"])
     assert fake["label_accuracy"] > 0.8  # the blobs of each class sit in a place of their own
     assert "label accuracy: the CNN reads" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("what, message", [
+    ("checkpoint", "checkpoint.pt is not a samples.pt (N x 1 x 28 x 28 images): pass a generator.pth"),
+    ("text", "notes.pt is not a samples.pt (UnpicklingError): pass a generator.pth"),
+    ("folder classes", "generator.pth draws the classes cats, dogs, not MNIST's; score it with the --dataset"),
+    ("missing", "generator.pth: train first"),
+])
+def test_quality_refuses_what_is_not_samples_in_one_line(blobs, tmp_path, capsys, what, message):
+    if what == "checkpoint":
+        path = tmp_path / "checkpoint.pt"
+        torch.save({"format": 3, "run": {}}, path)
+    elif what == "text":
+        (path := tmp_path / "notes.pt").write_text("my notes")
+    else:
+        path = tmp_path / "generator.pth"
+        if what == "folder classes":  # a conditional G whose class numbers are not MNIST's digits
+            G = basic_gan.Generator(8, (16,), classes=2)
+            torch.save({"state_dict": G.state_dict(), "classes": ["cats", "dogs"], "config": {
+                "z_dim": 8, "g_widths": (16,), "conditional": True, "channels": 1, "image_size": 28}}, path)
+    with pytest.raises(SystemExit) as exit_:
+        quality.main([str(path), *blobs[1]])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err and err.count("\n") == 1, err
+
+
+def test_fid_of_a_set_against_itself_is_zero_not_minus_zero():
+    torch.manual_seed(0)  # a set whose rounding printed -0.00 before
+    features = torch.randn(200, 16, dtype=torch.float64)
+    assert f"{quality.frechet_distance(features, features):.2f}" == "0.00"
+
+
+def test_load_generator_in_your_own_code_raises_an_error_in_words(tmp_path):
+    with pytest.raises(ValueError, match=r"no generator.pth in .*: train first"):  # not SystemExit
+        basic_gan.load_generator(tmp_path / "generator.pth")
+    (tmp_path / "generator.pth").write_text("not torch")
+    with pytest.raises(basic_gan.BadFile, match="is corrupt or not a basic_gan generator"):
+        basic_gan.load_generator(tmp_path / "generator.pth")
