@@ -338,6 +338,9 @@ def training_data(dev):
         fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
              f"{batch_size}: set --batch_size to at most {len(images)}")
     data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
+    if dev.type == "cuda" and images.nbytes > torch.cuda.mem_get_info(dev)[0] / 2:  # it goes there
+        fail(f"{len(images)} images need {images.nbytes / 1e9:.1f} GB, more than half of what is free"
+             f" on {dev}: try a smaller --image_size, or --device=cpu")
     return images.to(dev), labels.to(dev), classes, data  # 47 MB as uint8: on a GPU it stays
 @torch.no_grad()
 def ema_update(G_ema, G, step):
@@ -733,6 +736,7 @@ def load_generator(path, n=0):
         G.load_state_dict(saved["state_dict"])
         G.classes = classes  # their names, which --label may use
         globals().update(shape)  # the grids and samples follow the generator's own shape
+        APPLIED.update(shape)  # which a later main() takes for no edit of yours
     except (RuntimeError, KeyError, TypeError, AttributeError) as e:
         raise BadFile(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})") from None
     check_memory(n, 4)
@@ -873,6 +877,13 @@ def check_config():
              f": use --device=cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device == "mps" and not torch.backends.mps.is_available():
         fail("device 'mps' was asked for, but this machine has no MPS; use --device=cpu")
+    for k in ("data_dir", "out_dir"):
+        try:
+            os.stat(globals()[k])
+        except (FileNotFoundError, NotADirectoryError):
+            pass  # made, or refused in words, further on
+        except OSError as e:  # 300 characters, say: the OS's "File name too long", in one line
+            fail(f"{k} {globals()[k][:40]!r}... cannot be used: {e.strerror}")
     if Path(data_dir).exists() and not Path(data_dir).is_dir():
         fail(f"data_dir {data_dir!r} is a file, not a folder")
     out = Path(out_dir).absolute()
@@ -881,28 +892,43 @@ def check_config():
         fail(f"out_dir {out_dir!r} is not writable (checked {existing})" + (": to draw from it, "
              "copy its generator.pth to a folder you can write to, and set --out_dir to that"
              if sample else ""))
+APPLIED, YOURS = {}, {}  # the constants as basic_gan last left them; those you set since, kept
 def main(argv=None):
-    """The constants (the file's, a resumed run's, the command line's), then sample or train."""
+    """The constants (the file's, a later cell's, a resumed run's, the command line's), then sample
+    or train."""
     script = globals().get("__file__")  # python basic_gan.py or %run: sys.argv is the user's;
     if argv is None:  # imported or pasted into a notebook cell, it is the kernel's own
         argv = sys.argv[1:] if script and Path(sys.argv[0]).name == Path(script).name else []
     try:
-        overrides = as_meant(parse_args(argv))
-        globals().update(as_meant({**DEFAULTS, **overrides}))
-        check_config()
-        if sample:
-            return sample_digits(sample)  # None, so a notebook cell prints no tensor
-        if "label" in overrides:
-            fail("--label chooses the class --sample draws; training learns them all: leave it out")
-        checkpoint = restore_config(overrides) if resume else None
-        check_config()  # again, where a resumed run's constants came back
-        if not resume or checkpoint:
-            return train(checkpoint)
+        try:
+            return sample_or_train(argv)
+        except KeyboardInterrupt:  # outside the loop, which stops between steps: decoding, say
+            fail("stopped by Ctrl-C", code=130)
     except SystemExit as e:
         if not in_notebook():
             raise  # a script's exit code
         if e.code:  # a notebook: the cell stops there, with the one line and no traceback
             raise Stopped(e.code) from None
+    finally:
+        APPLIED.update(config())
+def sample_or_train(argv):
+    for k, v in config().items():  # set in a later cell, or as basic_gan.lr = ...: yours, kept
+        if v != APPLIED.get(k, DEFAULTS[k]):
+            YOURS.pop(k, None) if v == DEFAULTS[k] else YOURS.update({k: v})  # the cell again: as written
+    if YOURS:
+        print(f"note: taking {', '.join(f'{k}={v!r}' for k, v in YOURS.items())}, set after the "
+              f"constants cell")
+    overrides = as_meant({**YOURS, **parse_args(argv)})
+    globals().update(as_meant({**DEFAULTS, **overrides}))
+    check_config()
+    if sample:
+        return sample_digits(sample)  # None, so a notebook cell prints no tensor
+    if "label" in overrides:
+        fail("--label chooses the class --sample draws; training learns them all: leave it out")
+    checkpoint = restore_config(overrides) if resume else None
+    check_config()  # again, where a resumed run's constants came back
+    if not resume or checkpoint:
+        return train(checkpoint)
 class Stopped(Exception):
     def _render_traceback_(self):  # what IPython shows instead of a traceback: nothing more
         return []

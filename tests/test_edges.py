@@ -235,3 +235,41 @@ def test_tensorboard_shows_each_step_once_after_a_kill_and_a_resume(gan, tiny_da
     events = EventAccumulator(str(next((tmp_path / "runs").iterdir())))
     events.Reload()
     assert [e.step for e in events.Scalars("losses/G")] == [5, 10, 15, 20, 25, 30]
+
+
+def test_a_constant_set_in_a_later_cell_is_taken_and_kept(gan, tiny_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(gan, "YOURS", {})
+    monkeypatch.setattr(gan, "APPLIED", {})
+    args = [*SMALL, f"--data_dir={tiny_data}"]
+    gan.epochs = 1  # a later cell: epochs = 1 (or basic_gan.epochs = 1)
+    gan.main([*args, f"--out_dir={tmp_path / 'a'}"])
+    out = capsys.readouterr().out
+    assert "note: taking epochs=1, set after the constants cell" in out and "1 epoch of 16 steps" in out
+    gan.main([*args, "--max_steps=20", f"--out_dir={tmp_path / 'b'}"])  # kept, and not the last call's flags
+    assert "1 epoch of 16 steps" in capsys.readouterr().out and gan.max_steps == 20
+    gan.epochs = gan.DEFAULTS["epochs"]  # the constants cell run again: as written
+    gan.main([*args, "--max_steps=1", f"--out_dir={tmp_path / 'c'}"])
+    out = capsys.readouterr().out
+    assert "note:" not in out and "40 epochs of 16 steps" in out
+
+
+def test_a_name_too_long_for_the_os_is_one_line(gan, capsys):
+    assert "out_dir 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... cannot be used: File name too long" in \
+        one_line_error(gan, capsys, ["--out_dir=" + "x" * 300])
+    assert "data_dir" in one_line_error(gan, capsys, ["--data_dir=" + "d/" + "y" * 300])
+
+
+def test_ctrl_c_while_pictures_are_decoded_is_one_line(gan, tmp_path, monkeypatch, capsys):
+    root = class_folders(tmp_path / "pics", ("x",), each=20)
+    monkeypatch.setattr(gan, "read_picture", lambda path: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert "stopped by Ctrl-C" in one_line_error(
+        gan, capsys, [*SMALL, "--dataset=folder", f"--data_dir={root}", f"--out_dir={tmp_path / 'o'}"], code=130)
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_dataset_bigger_than_the_gpus_free_memory_is_refused(gan, tiny_data, monkeypatch, capsys):
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda dev: (100_000, 10**9))  # 0.1 MB free
+    gan.data_dir = str(tiny_data)
+    with pytest.raises(SystemExit):
+        gan.training_data(torch.device("cuda"))
+    assert "256 images need 0.0 GB, more than half of what is free on cuda: try a smaller" in capsys.readouterr().err

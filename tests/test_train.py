@@ -210,13 +210,13 @@ def test_bf16_path_runs_when_forced(gan, tiny_data, tmp_path):
     assert all(torch.isfinite(p).all() for p in G.parameters())
 
 
-def test_real_digits_train(real_root, tmp_path):
+def test_real_digits_train(real_root, tmp_path, monkeypatch):
     """The default models on the real test digits (tiled to 60k): a short run trains and reports."""
     result = run_script("--device=cpu", f"--data_dir={real_root}", "--out_dir=out", "--max_steps=60",
                         "--info_step=30", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     import basic_gan
-    basic_gan.device = "cpu"
+    monkeypatch.setattr(basic_gan, "device", "cpu")
     _, picked = basic_gan.pick_device()  # what this machine should pick: bf16 or fp32
     assert f"training on CPU with {torch.backends.cpu.get_cpu_capability()} in {picked}" in result.stdout
     assert "469 steps" not in result.stdout and "468 steps" in result.stdout  # 60k / 128, last batch dropped
