@@ -437,7 +437,7 @@ def sample_digits(n):
     try:
         torch.manual_seed(seed)
         images, labels = torch.empty(n, channels, image_size, image_size), labels_to_draw(G, n)
-        for chunk, classes in zip(images.split(10_000), labels.split(10_000)):  # activations stay small
+        for chunk, classes in zip(images.split(2000), labels.split(2000)):  # activations stay small
             chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim), classes).view_as(chunk) + 1) / 2)
         save_samples(images, labels, G, out)
     except KeyboardInterrupt:
@@ -476,10 +476,10 @@ def save_pngs(images, labels, classes, folder):
         for y in labels.unique().tolist() if classes else ():  # the classes drawn
             wheres[y].mkdir(parents=True)
         folder.mkdir(exist_ok=True)
-        for start in range(0, len(images), 10_000):  # a chunk at a time: no float copy of them all
-            pixels = images[start: start + 10_000].mul(255).round_().to(torch.uint8)
+        for start in range(0, len(images), 2000):  # a chunk at a time: no float copy of them all
+            pixels = images[start: start + 2000].mul(255).round_().to(torch.uint8)
             for i, (picture, y) in enumerate(zip(pixels.permute(0, 2, 3, 1).numpy(),
-                                                 labels[start: start + 10_000].tolist()), start):
+                                                 labels[start: start + 2000].tolist()), start):
                 picture = picture[..., 0] if channels == 1 else picture  # H x W gray, H x W x 3
                 Image.fromarray(picture).save((wheres[y] if classes else folder) / f"{i}.png")
 def check_disk(n, out):

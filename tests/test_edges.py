@@ -1,5 +1,6 @@
 """The edges a hostile new user finds: samples, classes and hints that must be right (issue 33)."""
 import ast
+import os
 import sys
 import threading
 import warnings
@@ -10,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SMALL
+from conftest import ROOT, SMALL
 
 
 def class_folders(root, names, each=12):
@@ -273,3 +274,47 @@ def test_a_dataset_bigger_than_the_gpus_free_memory_is_refused(gan, tiny_data, m
     with pytest.raises(SystemExit):
         gan.training_data(torch.device("cuda"))
     assert "256 images need 0.0 GB, more than half of what is free on cuda: try a smaller" in capsys.readouterr().err
+
+
+def test_a_full_disk_during_sample_names_the_samples_not_the_training_checkpoint(gan, tiny_data, tmp_path,
+                                                                                 monkeypatch, capsys):
+    import errno
+    gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    gan.main(["--sample=4", f"--out_dir={tmp_path}"])
+    before = (tmp_path / "samples.pt").read_bytes()
+    monkeypatch.setattr(Image.Image, "save", lambda *a, **k: (_ for _ in ()).throw(
+        OSError(errno.ENOSPC, "No space left on device")))
+    err = one_line_error(gan, capsys, ["--sample=9", f"--out_dir={tmp_path}"], code=1)
+    assert "No space left on device. The samples from before are as they were" in err and "checkpoint" not in err
+    assert (tmp_path / "samples.pt").read_bytes() == before and not (tmp_path / "samples.tmp").exists()
+
+
+def test_samples_png_is_described_as_it_is_drawn(gan, tmp_path, capsys):
+    run = conditional_run(gan, tmp_path, ("a", "b", "c"))
+    capsys.readouterr()
+    gan.main(["--sample=60", f"--out_dir={run}"])
+    assert "8 a class to samples.png" in capsys.readouterr().out  # was: "the first 24", of 60 drawn
+    assert Image.open(run / "samples.png").size == (82, 32)  # 3 rows of 8
+
+
+def test_a_cpu_run_never_touches_the_gpus_random_states(gan, tiny_data, tmp_path, monkeypatch):
+    """get_rng_state_all() opened a context on every GPU at each save, even with --device=cpu."""
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("a GPU was touched"))
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda *a: pytest.fail("a GPU was touched"))
+    gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["cuda_rng"] is None
+
+
+def test_sample_needs_about_one_samples_pt_of_memory(gan, tiny_data, tmp_path):
+    """It once held three float copies of all the samples while writing the PNGs."""
+    import subprocess
+    gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    peak = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
+    def peak_bytes(n):
+        result = subprocess.run([sys.executable, "-c", peak, str(ROOT / "basic_gan.py"), f"--sample={n}",
+                                 f"--out_dir={tmp_path}"], capture_output=True, text=True, env={**os.environ, "MPLBACKEND": "Agg"})
+        assert result.returncode == 0, result.stderr
+        return int(result.stdout.splitlines()[-1])
+    samples_pt = 15000 * 28 * 28 * 4  # 47 MB
+    assert peak_bytes(15000) - peak_bytes(1) < 1.5 * samples_pt  # was about 4 times
