@@ -217,9 +217,9 @@ def train(checkpoint=None):
                 lr_now = lr_at(step, total_steps)
                 for group in opt_g.param_groups + opt_d.param_groups:
                     group["lr"] = lr_now
-                real = to_model_range(batch)
-                losses = train_step(G, D, opt_g, opt_d, real, labels=batch_labels if conditional else None,
-                                    use_r1=r1_gamma > 0 and step % r1_every == 0, autocast=run.autocast)
+                real, use_r1 = to_model_range(batch), r1_gamma > 0 and step % r1_every == 0
+                losses = train_step(G, D, opt_g, opt_d, real, batch_labels if conditional else None,
+                                    use_r1=use_r1, autocast=run.autocast)
                 ema_update(G_ema, G, step)  # the average of G moves a little towards G
                 run.recent.append(losses)
                 step += 1
@@ -238,8 +238,8 @@ def report(run, step, G, real, lr_now):
     """Every info_step: the mean losses and D's beliefs since the last report, and both grids."""
     mean = mean_losses(run, step)  # of each loss since the last report: the one wait for numbers
     images_per_s = log_scalars(run, step, mean, lr_now)
-    extra = "".join(f", {name.replace('_', ' ')} {mean[name]:.3f}" for name in ("R1", "D_class", "G_class")
-                    if name in mean)
+    extra = "".join(f", {name.replace('_', ' ')} {mean[name]:.3f}"
+                    for name in ("R1", "D_class", "G_class") if name in mean)
     tqdm.write(f"step {step}: D loss {mean['D_real'] + mean['D_fake']:.3f} (real {mean['D_real']:.3f} "
                f"+ fake {mean['D_fake']:.3f}), G loss {mean['G']:.3f}, D(x) {mean['D(x)']:.2f}, "
                f"D(G(z)) {mean['D(G(z))']:.2f}{extra}, {images_per_s:.0f} img/s")
@@ -601,12 +601,16 @@ def load_folder(folder):
     if broken:
         tqdm.write(f"basic_gan.py: warning: skipped {count(len(broken), 'unreadable picture')} of "
                    f"{len(paths)}; the first: {broken[0]}", file=sys.stderr)
-    if conditional and (empty := [c for k, c in enumerate(classes) if k not in set(labels)]):
+    return (torch.cat(images), *drop_empty(labels, classes)) if conditional else (
+        torch.cat(images), torch.tensor(labels), [])
+def drop_empty(labels, classes):
+    """A class none of whose pictures could be read is no class: G would learn nothing of it."""
+    if empty := [c for k, c in enumerate(classes) if k not in set(labels)]:
         tqdm.write(f"basic_gan.py: warning: no class for {', '.join(empty)}: not one of its pictures "
-                   f"could be read", file=sys.stderr)  # G would learn nothing of it, and draw it
+                   f"could be read", file=sys.stderr)
         kept = [c for c in classes if c not in empty]
         labels, classes = [kept.index(classes[y]) for y in labels], kept
-    return torch.cat(images), torch.tensor(labels), classes if conditional else []
+    return torch.tensor(labels), classes
 def read_picture(path):
     """As a viewer shows it: upright by EXIF, 16 bits scaled to 8, alpha on white; uint8 CxHxW."""
     with warnings.catch_warnings():
