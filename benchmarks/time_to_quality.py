@@ -36,7 +36,7 @@ def cpu_kind():
     return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
 
 
-def one_point(recipe, flags, dataset, data_dir, seed, epochs, stop_at, work, cache):
+def one_point(recipe, flags, dataset, data_dir, seed, epochs, stop_at, work, cache, n=10000):
     """Train once as a user would, time the whole command, and score what it saved."""
     out = Path(work) / f"{recipe}_{dataset}_s{seed}_e{epochs}_t{stop_at}"
     cmd = [sys.executable, str(REPO / "basic_gan.py"), *flags, f"--dataset={dataset}", f"--data_dir={data_dir}",
@@ -53,7 +53,8 @@ def one_point(recipe, flags, dataset, data_dir, seed, epochs, stop_at, work, cac
     if not (out / "generator.pth").is_file():
         raise SystemExit(f"time_to_quality.py: error: {' '.join(cmd)} saved no generator: "
                          f"{proc.stderr.read().strip().splitlines()[-1:]}")
-    args = [str(out / "generator.pth"), f"--dataset={dataset}", f"--data_dir={data_dir}", f"--cache={cache}"]
+    args = [str(out / "generator.pth"), f"--dataset={dataset}", f"--data_dir={data_dir}", f"--cache={cache}",
+            f"--n={n}"]
     _, real, fake = quality.main(args)
     return {"recipe": recipe, "flags": flags, "dataset": dataset, "seed": seed, "epochs": epochs,
             "stop_at": stop_at, "wall_s": round(wall, 1), "fid": fake["fid"], "is": fake["is"],
@@ -86,6 +87,7 @@ def table_and_curve(points, path):
         ax.legend()
     fig.tight_layout()
     fig.savefig(path)
+    plt.close(fig)
     print(f"curve: {path}")
 
 
@@ -101,6 +103,7 @@ def main(argv=None):
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--results", default=str(REPO / "benchmarks" / "time_to_quality.jsonl"))
     p.add_argument("--cache", default=str(REPO / "benchmarks" / ".cache"))
+    p.add_argument("--n", type=int, default=10000, help="samples quality.py scores")
     p.add_argument("--plot_only", action="store_true", help="draw the table and curve from --results")
     args = p.parse_args(argv)
     recipes = [r.partition("=")[::2] for r in args.recipe] or [("defaults", "")]
@@ -112,7 +115,8 @@ def main(argv=None):
             for (name, flags), seed, (epochs, stop_at) in (
                     (r, s, run) for r in recipes for s in args.seeds
                     for run in [(e, None) for e in args.epochs] + [(None, t) for t in args.stop_at]):
-                point = one_point(name, flags.split(), dataset, data_dir, seed, epochs, stop_at, work, args.cache)
+                point = one_point(name, flags.split(), dataset, data_dir, seed, epochs, stop_at, work,
+                                  args.cache, args.n)
                 with open(args.results, "a") as f:
                     f.write(json.dumps(point) + "\n")
     if not Path(args.results).is_file():
