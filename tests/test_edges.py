@@ -13,14 +13,7 @@ import torch
 from PIL import Image
 
 from conftest import ROOT, SMALL
-
-
-def class_folders(root, names, each=12):
-    for k, name in enumerate(names):
-        (root / name).mkdir(parents=True)
-        for i in range(each):
-            Image.new("L", (12, 12), 40 + 60 * k + i).save(root / name / f"{i}.png")
-    return root
+from test_conditional import class_folders
 
 
 def conditional_run(gan, root, names):
