@@ -236,7 +236,7 @@ def train(checkpoint=None):
 
 def report(run, step, G, real, lr_now):
     """Every info_step: the mean losses and D's beliefs since the last report, and both grids."""
-    mean = mean_losses(run, step)  # of each loss since the last report: the one wait for numbers
+    mean, run.recent = mean_losses(run, step), []  # since the last report, read back in one go
     images_per_s = log_scalars(run, step, mean, lr_now)
     extra = "".join(f", {name.replace('_', ' ')} {mean[name]:.3f}"
                     for name in ("R1", "D_class", "G_class") if name in mean)
@@ -368,11 +368,12 @@ def plan(num_images):
     last = min(total, max_steps or total)
     return steps, total, last, info_step if last >= 2 * info_step else max(1, last // 3)
 def mean_losses(run, step):
-    """Each loss's mean since the last report (R1's over its steps), read at once, checked as finite."""
+    """Each loss's mean since the last report (R1's over its steps), read at once, checked as finite.
+    A save checks them too, and leaves them to the next report."""
     since, names = step - len(run.recent), dict.fromkeys(n for losses in run.recent for n in losses)
     means = torch.stack([torch.stack([s[n] for s in run.recent if n in s]).float().mean()
                          for n in names]).tolist() if names else []
-    run.recent, mean = [], dict(zip(names, means))
+    mean = dict(zip(names, means))
     if not all(map(math.isfinite, means)):
         fail(f"between steps {since} and {step} the loss is not finite "
              f"({', '.join(f'{k} {v:.3g}' for k, v in mean.items())}). {checkpoint_left()}", code=1)
@@ -382,8 +383,9 @@ def log_scalars(run, step, mean, lr_now):
     seconds = time.perf_counter() - run.timer[0]
     images_per_s = (step - run.timer[1]) * batch_size / seconds
     run.timer = (time.perf_counter(), step)
-    run.history.append((step, mean["G"], mean["D_real"] + mean["D_fake"]))
-    for name, value in {"D": mean["D_real"] + mean["D_fake"], **mean}.items():  # D: the game's
+    d_loss = mean["D_real"] + mean["D_fake"]  # the game's: no R1, no class term
+    run.history.append((step, mean["G"], d_loss))
+    for name, value in {"D": d_loss, **mean}.items():
         run.writer.add_scalar(("charts/" if "(" in name else "losses/") + name, value, step)
     run.writer.add_scalar("charts/lr", lr_now, step)
     run.writer.add_scalar("charts/images_per_s", images_per_s, step)
@@ -563,8 +565,9 @@ def load_labels(split, count):
     if labels.shape != (count,) or labels.max() >= 10:
         fail(f"{path} does not match the images: {len(labels)} labels for {count} images, "
              f"classes 0 to {int(labels.max())}")
-    names = datasets.FashionMNIST.classes if dataset == "FashionMNIST" else list("0123456789")
-    return labels, names
+    return labels, class_names(dataset)
+def class_names(dataset):  # what each label number of MNIST or Fashion-MNIST means
+    return datasets.FashionMNIST.classes if dataset == "FashionMNIST" else list("0123456789")
 PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")  # Pillow reads them
 def load_folder(folder):
     """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
@@ -802,12 +805,13 @@ def constants_cell():
             return [t.id for node in ast.parse(found[1]).body if isinstance(node, ast.Assign)
                     for t in node.targets if isinstance(t, ast.Name) and t.id.islower()], found[1]
     return [], ""  # not at hand: the constants are every lowercase name of a plain type
-if constants_cell()[0]:
-    DEFAULTS = {k: v for k, v in DEFAULTS.items() if k in constants_cell()[0]}
+CONSTANT_NAMES, CONSTANTS_TEXT = constants_cell()  # read once, where this code is run
+if CONSTANT_NAMES:
+    DEFAULTS = {k: v for k, v in DEFAULTS.items() if k in CONSTANT_NAMES}
 def parse_args(argv):
     """{name: value} of each constant the command line sets: --name=value or --name value."""
     source = "".join(linecache.getlines(parse_args.__code__.co_filename))  # a file, or a cell
-    comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", constants_cell()[1], re.M))
+    comments = dict(re.findall(r"^(\w+) *=.*?# (.*)$", CONSTANTS_TEXT, re.M))
     parser = argparse.ArgumentParser(usage="basic_gan.py [--name=value ...]",
                                      description=ast.get_docstring(ast.parse(source)) or "",
                                      formatter_class=argparse.RawTextHelpFormatter,
@@ -867,7 +871,7 @@ def as_meant(values):
 def check_config():
     """Impossible values, refused before any data or output is touched."""
     known = {k for keys, _, _ in RULES for k in keys}
-    for k in sorted(DEFAULTS.keys() - known if constants_cell()[0] else ()):
+    for k in sorted(DEFAULTS.keys() - known if CONSTANT_NAMES else ()):
         close = difflib.get_close_matches(k, known, n=1)  # epoch = 3 added to the cell, say
         fail(f"{k}, set in the constants cell, is none of basic_gan's constants"
              + (f": did you mean {close[0]}?" if close else ""))

@@ -145,10 +145,6 @@ def score(model, images, ref_feats, labels=None):
     return found
 
 
-def class_names(dataset):
-    return basic_gan.datasets.FashionMNIST.classes if dataset == "FashionMNIST" else list("0123456789")
-
-
 def load_samples(path, n, seed, dataset="MNIST"):
     """Samples in [0, 1] from a generator.pth, or a samples.pt as --sample writes it, and the
     class each was asked to be: each class in turn from a conditional generator, else None."""
@@ -158,7 +154,7 @@ def load_samples(path, n, seed, dataset="MNIST"):
             G = basic_gan.load_generator(path)  # which sets basic_gan's channels and image_size to G's
         except basic_gan.BadFile as e:
             fail(str(e))
-        if G.classes and G.classes != class_names(dataset):  # its class k must be the dataset's k
+        if G.classes and G.classes != basic_gan.class_names(dataset):  # its class k must be the dataset's k
             fail(f"{path} draws the classes {', '.join(G.classes)}, not {dataset}'s; score it with "
                  f"the --dataset and --data_dir it trained on")
         shape = (basic_gan.channels, basic_gan.image_size, basic_gan.image_size)

@@ -377,3 +377,10 @@ def test_a_run_you_cannot_write_to_says_how_to_draw_from_it(gan, trained, tmp_pa
     with pytest.raises(SystemExit):
         gan.main(["--sample=4", f"--out_dir={trained[0]}"])
     assert "copy its generator.pth to a folder you can write to" in capsys.readouterr().err
+
+
+def test_a_report_averages_every_step_since_the_last_one_across_a_save(gan, tiny_data, tmp_path):
+    """A save at an epoch's end checks the losses but leaves them to the next report."""
+    gan.main([*RUN, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--max_steps=18"])  # saves at 16, 18
+    recent = load(tmp_path / "checkpoint.pt")["run"]["recent"]
+    assert len(recent) == 3 and {"D_real", "D_fake", "G", "D(x)", "D(G(z))"} <= set(recent[0])  # 16, 17, 18
