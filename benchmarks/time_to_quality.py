@@ -42,17 +42,19 @@ def one_point(recipe, flags, dataset, data_dir, seed, epochs, stop_at, work, cac
     cmd = [sys.executable, str(REPO / "basic_gan.py"), *flags, f"--dataset={dataset}", f"--data_dir={data_dir}",
            f"--seed={seed}", f"--out_dir={out}", *([f"--epochs={epochs}"] if epochs else [])]
     env = {**os.environ, "MPLBACKEND": "Agg"}
+    log = Path(work) / f"{out.name}.log"  # a file, not a pipe: a full pipe would stop the run
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    try:
-        proc.wait(timeout=stop_at)
-    except subprocess.TimeoutExpired:  # the learner's Ctrl-C: it saves, then exits
-        proc.send_signal(signal.SIGINT)
-        proc.wait()
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            proc.wait(timeout=stop_at)
+        except subprocess.TimeoutExpired:  # the learner's Ctrl-C: it saves, then exits
+            proc.send_signal(signal.SIGINT)
+            proc.wait()
     wall = time.perf_counter() - start
     if not (out / "generator.pth").is_file():
         raise SystemExit(f"time_to_quality.py: error: {' '.join(cmd)} saved no generator: "
-                         f"{proc.stderr.read().strip().splitlines()[-1:]}")
+                         f"{log.read_text().strip().splitlines()[-1:]}")
     args = [str(out / "generator.pth"), f"--dataset={dataset}", f"--data_dir={data_dir}", f"--cache={cache}",
             f"--n={n}"]
     _, real, fake = quality.main(args)

@@ -154,3 +154,21 @@ def test_time_to_quality_times_whole_commands_and_draws_the_curve(blobs, tmp_pat
     assert (tmp_path / "r.png").is_file() and "small" in capsys.readouterr().out
     again = time_to_quality.main(["--plot_only", f"--results={tmp_path / 'r.jsonl'}"])  # no new runs
     assert again == points
+
+
+def test_time_to_quality_keeps_reading_a_run_that_writes_more_than_a_pipe_holds(tmp_path, monkeypatch):
+    import threading
+    import time_to_quality
+    chatty = tmp_path / "chatty"  # stands in for python: 2 MB on stderr, as 40 epochs of a bar do
+    chatty.write_text("#!/bin/sh\nyes progress | head -n 250000 >&2\necho 'last words' >&2\nexit 1\n")
+    chatty.chmod(0o755)
+    monkeypatch.setattr(time_to_quality.sys, "executable", str(chatty))
+    outcome = []
+    def run():
+        with pytest.raises(SystemExit, match="saved no generator: \\['last words'\\]"):
+            time_to_quality.one_point("r", [], "MNIST", "data", 0, 1, None, tmp_path, tmp_path)
+        outcome.append("ended")
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(60)  # with stderr on a pipe nobody read, the run waited forever
+    assert outcome == ["ended"]
