@@ -38,7 +38,7 @@ g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
 d_widths = (512, 256, 128)  # hidden layer widths of the Discriminator
 r1_gamma = 1.0             # R1 penalty on D's gradient at real digits; 0 = off
 r1_every = 4               # apply R1 every this many steps (scaled up to match)
-ema_decay = 0.999          # sample from a running average of G's last ~1000 steps; 0 = off
+ema_decay = 0.99           # sample from a running average of G's last ~100 steps; 0 = off
 info_step = 500            # print losses and show grids every this many steps
 device = "auto"            # auto (cuda, then mps, then cpu), cpu, cuda, mps
 precision = "auto"         # auto: bf16 on a CPU that has it natively, else fp32 (TF32 on CUDA)
