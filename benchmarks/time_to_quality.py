@@ -15,6 +15,7 @@ Data: --dataset FashionMNIST (train split; scored against the test split no run 
 tiled to 60k, see tests/idx.py, so its numbers are flattered).
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -106,12 +107,14 @@ def main(argv=None):
     p.add_argument("--results", default=str(REPO / "benchmarks" / "time_to_quality.jsonl"))
     p.add_argument("--cache", default=str(REPO / "benchmarks" / ".cache"))
     p.add_argument("--n", type=int, default=10000, help="samples quality.py scores")
+    p.add_argument("--keep", help="keep each run's out_dir (its samples, weights, log) under this folder")
     p.add_argument("--plot_only", action="store_true", help="draw the table and curve from --results")
     args = p.parse_args(argv)
     recipes = [r.partition("=")[::2] for r in args.recipe] or [("defaults", "")]
     if not args.plot_only and not (args.epochs or args.stop_at):
         raise SystemExit("time_to_quality.py: error: give --epochs N ... or --stop_at SECONDS ... (or --plot_only)")
-    with tempfile.TemporaryDirectory() as work:
+    with contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory() as work:
+        Path(work).mkdir(parents=True, exist_ok=True)
         for dataset in [] if args.plot_only else args.dataset:
             data_dir = args.fashion_dir if dataset == "FashionMNIST" else args.mnist_dir
             for (name, flags), seed, (epochs, stop_at) in (

@@ -148,8 +148,9 @@ def test_time_to_quality_times_whole_commands_and_draws_the_curve(blobs, tmp_pat
     small = "--g_widths=(32,64) --d_widths=(64,32) --z_dim=8 --batch_size=32 --device=cpu --precision=fp32"
     points = time_to_quality.main(["--recipe", f"small={small}", "--dataset", "MNIST", f"--mnist_dir={data}",
                                    "--epochs", "1", "--n=1000", f"--results={tmp_path / 'r.jsonl'}",
-                                   f"--cache={blobs[1][1].split('=', 1)[1]}"])
+                                   f"--cache={blobs[1][1].split('=', 1)[1]}", f"--keep={tmp_path / 'runs'}"])
     assert [(p["recipe"], p["epochs"]) for p in points] == [("small", 1)]
+    assert (tmp_path / "runs" / "small_MNIST_s0_e1_tNone" / "generator.pth").is_file()  # --keep kept it
     assert all(p["wall_s"] > 0 and p["fid"] >= 0 and "cores" in p["cpu"] for p in points)
     assert (tmp_path / "r.png").is_file() and "small" in capsys.readouterr().out
     again = time_to_quality.main(["--plot_only", f"--results={tmp_path / 'r.jsonl'}"])  # no new runs
