@@ -79,15 +79,25 @@ def table_and_curve(points, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
     datasets = sorted({p["dataset"] for p in points})
     fig, axes = plt.subplots(1, len(datasets), figsize=(5 * len(datasets), 3.5), squeeze=False)
     for ax, dataset in zip(axes[0], datasets):
         for recipe in sorted({p["recipe"] for p in points if p["dataset"] == dataset}):
             ps = [p for p in points if p["dataset"] == dataset and p["recipe"] == recipe]
-            ax.scatter([p["wall_s"] for p in ps], [p["fid"] for p in ps], label=recipe, s=12)
+            dots = ax.scatter([p["wall_s"] for p in ps], [p["fid"] for p in ps], s=12, alpha=0.6)
+            runs = {}  # each run length's mean over seeds, joined by a line
+            for p in ps:
+                runs.setdefault((p["epochs"], p["stop_at"]), []).append((p["wall_s"], p["fid"]))
+            means = sorted([sum(v) / len(v) for v in zip(*pairs)] for pairs in runs.values())
+            ax.plot(*zip(*means), color=dots.get_facecolor()[0], alpha=1, label=recipe)
         ax.set(xscale="log", yscale="log", xlabel="wall seconds of the whole command", ylabel="FID",
                title=f"{dataset} ({points[0]['cpu']})")
-        ax.legend()
+        for axis, ticks in ((ax.xaxis, (30, 60, 90, 120, 180, 240, 360, 480, 600, 900, 1200, 1800)),
+                            (ax.yaxis, (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 30, 40, 60, 80))):
+            axis.set_ticks(ticks), axis.set_ticks([], minor=True)  # plain numbers, not 10^x
+            axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.autoscale(), ax.legend()
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
