@@ -38,7 +38,7 @@ g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
 d_widths = (512, 256, 128)  # hidden layer widths of the Discriminator
 r1_gamma = 1.0             # R1 penalty on D's gradient at real digits; 0 = off
 r1_every = 4               # apply R1 every this many steps (scaled up to match)
-ema_decay = 0.99           # sample from a running average of G's last ~100 steps; 0 = off
+ema_decay = 0.99           # sample from an average of G's last ~100 steps (~1000 as lr falls); 0 = off
 info_step = 500            # print losses and show grids every this many steps
 device = "auto"            # auto (cuda, then mps, then cpu), cpu, cuda, mps
 precision = "auto"         # auto: bf16 on a CPU that has it natively, else fp32 (TF32 on CUDA)
@@ -220,7 +220,7 @@ def train(checkpoint=None):
                 real, use_r1 = to_model_range(batch), r1_gamma > 0 and step % r1_every == 0
                 losses = train_step(G, D, opt_g, opt_d, real, batch_labels if conditional else None,
                                     use_r1=use_r1, autocast=run.autocast)
-                ema_update(G_ema, G, step)  # the average of G moves a little towards G
+                ema_update(G_ema, G, step, lr_now / lr)  # the average of G moves towards G
                 run.recent.append(losses)
                 step += 1
                 if step % report_every == 0:
@@ -343,13 +343,16 @@ def training_data(dev):
              f" on {dev}: try a smaller --image_size, or --device=cpu")
     return images.to(dev), labels.to(dev), classes, data  # 47 MB as uint8: on a GPU it stays
 @torch.no_grad()
-def ema_update(G_ema, G, step):
+def ema_update(G_ema, G, step, lr_share=1.0):
     """Move the average towards G, BatchNorm's statistics too (it samples in eval mode). It spans
     about the last quarter of the steps so far, so it keeps up with a G that still changes fast, and
-    at most about 1 / (1 - ema_decay) steps. The decay is a Python number: nothing waits for it."""
+    at most about 1 / (1 - ema_decay) steps while the lr is at its peak, up to 10 times that as the
+    lr falls (lr_share: lr now / its peak): a short run stopped early draws from a recent G, the end
+    of a long one from a long, even average. The decay is a Python number: nothing waits for it."""
     if G_ema is None:
         return
-    decay = min((1 + step) / (5 + step), ema_decay) if step else 0.0  # the first: a copy of G
+    longest = 1 - (1 - ema_decay) * max(lr_share, 0.1)
+    decay = min((1 + step) / (5 + step), longest) if step else 0.0  # the first: a copy of G
     floats = lambda net: [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
     torch._foreach_lerp_(floats(G_ema), floats(G), 1 - decay)  # one call for all of G's weights
 def pick_device():

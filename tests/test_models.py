@@ -40,6 +40,21 @@ def test_ema_warms_up_then_lags(gan):
     assert all(not p.requires_grad for p in ema.parameters())
 
 
+def test_ema_span_grows_as_the_lr_falls(gan):
+    # ~100 steps at the lr's peak (a run stopped early draws from a recent G), ~1,000 at its end.
+    gan.ema_decay = 0.99
+    G = gan.Generator(4, (8,))
+    ema = gan.make_ema(G)
+    weight = lambda m: next(m.parameters()).detach().clone()
+    for lr_share, kept in ((1.0, 0.99), (0.5, 0.995), (0.1, 0.999), (0.0, 0.999)):
+        ema.load_state_dict(G.state_dict())
+        with torch.no_grad():
+            for p in G.parameters():
+                p.add_(1.0)
+        gan.ema_update(ema, G, 10**6, lr_share)  # long past the warm-up
+        assert abs((weight(G) - weight(ema)).abs().mean().item() - kept) < 1e-4
+
+
 def test_r1_penalty_is_the_squared_input_gradient(gan):
     gan.r1_gamma = 10.0
     D = torch.nn.Linear(784, 1)
