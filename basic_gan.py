@@ -541,7 +541,7 @@ def load_digits(split="train"):
     gzipped or not. Where there are none, torchvision downloads them there (mirrors, md5 checks)."""
     raw = Path(data_dir) / dataset / "raw"
     if not idx_file(split):
-        made = [d for d in (raw, raw.parent, Path(data_dir)) if not d.exists()]
+        made = [d for d in (raw, *raw.parents) if not d.exists()]  # deepest first
         try:
             getattr(datasets, dataset)(data_dir, train=split == "train", download=True)
         except Exception as e:

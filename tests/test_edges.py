@@ -248,10 +248,12 @@ def test_a_constant_set_in_a_later_cell_is_taken_and_kept(gan, tiny_data, tmp_pa
     assert "note:" not in out and "40 epochs of 16 steps" in out
 
 
-def test_a_name_too_long_for_the_os_is_one_line(gan, capsys):
+def test_a_name_too_long_for_the_os_is_one_line(gan, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     assert "out_dir 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... cannot be used: File name too long" in \
         one_line_error(gan, capsys, ["--out_dir=" + "x" * 300])
     assert "data_dir" in one_line_error(gan, capsys, ["--data_dir=" + "d/" + "y" * 300])
+    assert list(tmp_path.iterdir()) == []  # bad input writes nothing: not even the folder above data_dir
 
 
 def test_ctrl_c_while_pictures_are_decoded_is_one_line(gan, tmp_path, monkeypatch, capsys):
