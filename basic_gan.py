@@ -28,7 +28,7 @@ from torchvision import datasets
 from torchvision.transforms.v2 import functional as TF
 
 # %% the constants: edit them here, or override them: python basic_gan.py --name=value
-epochs = 40                # passes over the 60k training images (5 to 10 min on a 2-core CPU)
+epochs = 40                # passes over the 60k training images (4 to 10 min on a 2-core CPU)
 batch_size = 128           # images per step
 lr = 4e-4                  # Adam learning rate, for G and D
 lr_decay = 0.5             # over this last fraction of training, lr falls linearly to 0; 0 = off
@@ -38,7 +38,7 @@ g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
 d_widths = (512, 256, 128)  # hidden layer widths of the Discriminator
 r1_gamma = 1.0             # R1 penalty on D's gradient at real digits; 0 = off
 r1_every = 4               # apply R1 every this many steps (scaled up to match)
-ema_decay = 0.99           # sample from an average of G's last ~100 steps (~1000 as lr falls); 0 = off
+ema_decay = 0.99           # draw from an average of G's last ~100 steps, ~1000 as lr falls; 0 = off
 info_step = 500            # print losses and show grids every this many steps
 device = "auto"            # auto (cuda, then mps, then cpu), cpu, cuda, mps
 precision = "auto"         # auto: bf16 on a CPU that has it natively, else fp32 (TF32 on CUDA)

@@ -90,7 +90,7 @@ def table_and_curve(points, path):
             for p in ps:
                 runs.setdefault((p["epochs"], p["stop_at"]), []).append((p["wall_s"], p["fid"]))
             means = sorted([sum(v) / len(v) for v in zip(*pairs)] for pairs in runs.values())
-            ax.plot(*zip(*means), color=dots.get_facecolor()[0], alpha=1, label=recipe)
+            ax.plot(*zip(*means), color=dots.get_facecolor()[0], alpha=1, label=recipe)  # solid, not the dots' 0.6
         ax.set(xscale="log", yscale="log", xlabel="wall seconds of the whole command", ylabel="FID",
                title=f"{dataset} ({points[0]['cpu']})")
         for axis, ticks in ((ax.xaxis, (30, 60, 90, 120, 180, 240, 360, 480, 600, 900, 1200, 1800)),
