@@ -55,6 +55,26 @@ def test_ema_span_grows_as_the_lr_falls(gan):
         assert abs((weight(G) - weight(ema)).abs().mean().item() - kept) < 1e-4
 
 
+def test_the_average_draws_with_batchnorm_statistics_of_its_own_output(gan):
+    torch.manual_seed(0)
+    ema = gan.make_ema(gan.Generator(8, (16, 32)))
+    with torch.no_grad():
+        for p in ema.parameters():
+            p.add_(torch.randn_like(p))  # weights out of step with the statistics it holds
+    weights = [p.clone() for p in ema.parameters()]
+    assert gan.settled(ema) is ema and gan.settled(None) is None
+    with torch.no_grad():
+        first = ema.net[0](torch.randn(20000, 8))  # what the first BatchNorm sees from fresh noise
+    norm = ema.net[1]
+    assert ((norm.running_mean - first.mean(0)).abs() < 0.15 * first.std(0)).all()  # 2048 images
+    assert ((norm.running_var / first.var(0)) - 1).abs().max() < 0.15
+    assert all(torch.equal(a, b) for a, b in zip(weights, ema.parameters()))  # only the statistics
+    assert norm.momentum == 0.1 and ema.training  # as it was: a copy of G in training mode
+    statistics = [b.clone() for b in ema.buffers()]
+    gan.settled(ema)  # its own fixed noise: the same statistics again, and no draw from torch's RNG
+    assert all(torch.equal(a, b) for a, b in zip(statistics, ema.buffers()))
+
+
 def test_r1_penalty_is_the_squared_input_gradient(gan):
     gan.r1_gamma = 10.0
     D = torch.nn.Linear(784, 1)

@@ -1,4 +1,5 @@
 """Whole runs, as a user starts them: outputs, TensorBoard, --sample, --resume, signals and faults."""
+import copy
 import os
 import shlex
 import shutil
@@ -54,6 +55,8 @@ def test_saved_models_rebuild_from_their_own_file(trained, gan):
     D = gan.Discriminator(d["config"]["d_widths"])
     D.load_state_dict(d["state_dict"])
     assert G.eval()(torch.randn(3, 8)).shape == (3, 784) and D(torch.zeros(3, 784))[0].shape == (3, 1)
+    measured = gan.settled(copy.deepcopy(G))  # G's BatchNorm statistics are its own output's
+    assert all(torch.equal(a, b) for a, b in zip(measured.buffers(), G.buffers()))
 
 
 def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
