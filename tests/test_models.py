@@ -33,10 +33,10 @@ def test_ema_warms_up_then_lags(gan):
             for p in G.parameters():
                 p.add_(1.0)
         gan.ema_update(ema, G, step)
-    # update 1 copies G; updates 2 and 3 keep (1+n)/(5+n) = 2/6, then 3/7, of the gap.
-    # A plain 0.999 average would still be ~2 behind.
+    # update 1 copies G; updates 2 and 3 keep (1+n)/(21+n) = 2/22, then 3/23, of the gap: at most
+    # the last twentieth of the steps. A plain 0.999 average would still be ~2 behind.
     gap = (weight(G) - weight(ema)).abs().mean().item()
-    assert abs(gap - (1 + 2 / 6) * 3 / 7) < 1e-5
+    assert abs(gap - (1 + 2 / 22) * 3 / 23) < 1e-5
     assert all(not p.requires_grad for p in ema.parameters())
 
 
@@ -46,12 +46,14 @@ def test_ema_span_grows_as_the_lr_falls(gan):
     G = gan.Generator(4, (8,))
     ema = gan.make_ema(G)
     weight = lambda m: next(m.parameters()).detach().clone()
-    for lr_share, kept in ((1.0, 0.99), (0.5, 0.995), (0.1, 0.999), (0.0, 0.999)):
+    # And never more than a twentieth of the steps so far: a short run's end is not averaged away.
+    for step, lr_share, kept in ((10**6, 1.0, 0.99), (10**6, 0.5, 0.995), (10**6, 0.1, 0.999),
+                                 (10**6, 0.0, 0.999), (4000, 0.1, 4001 / 4021), (4000, 1.0, 0.99)):
         ema.load_state_dict(G.state_dict())
         with torch.no_grad():
             for p in G.parameters():
                 p.add_(1.0)
-        gan.ema_update(ema, G, 10**6, lr_share)  # long past the warm-up
+        gan.ema_update(ema, G, step, lr_share)
         assert abs((weight(G) - weight(ema)).abs().mean().item() - kept) < 1e-4
 
 
