@@ -370,10 +370,11 @@ def settled(G_ema, n=16384, chunk=1024):
         m.reset_running_stats()
         m.momentum = None  # a plain mean over the chunks below
     noise, dev = torch.Generator().manual_seed(seed), next(G_ema.parameters()).device
-    classes = G_ema.embed.num_embeddings if G_ema.embed is not None else 0
+    classes = G_ema.embed.num_embeddings if G_ema.embed is not None else 0  # each class in turn:
+    G_ema.train()  # as torch's swa_utils.update_bn does, which would pass G no labels
     for _ in range(n // chunk):
         z = torch.randn(chunk, G_ema.z_dim, generator=noise).to(dev)
-        G_ema.train()(z, torch.arange(chunk, device=dev) % classes if classes else None)
+        G_ema(z, torch.arange(chunk, device=dev) % classes if classes else None)
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return G_ema.train(training)

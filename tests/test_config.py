@@ -2,7 +2,6 @@
 import gzip
 import importlib.util
 import math
-import os
 
 import pytest
 import torch
@@ -225,4 +224,5 @@ def test_constants_edited_in_the_file_are_checked_like_the_command_line(tiny_dat
             edited_gan.main(args)  # trains
     listed = run_all([(["--sample=4", "--out_dir=out"], tmp_path / "4"), (["--help"], tmp_path / "4")],
                      script=lambda cwd: cwd / "basic_gan.py")  # and the file as a user runs it
+    assert listed[0].returncode == 0 and "--g_widths " in listed[1].stdout  # still an option
     assert (home / "gan_runs" / "generator.pth").is_file() and not (tmp_path / "5" / "~").exists()
