@@ -1,4 +1,5 @@
 """benchmarks/quality.py on tiny generated digits: it trains its CNN, caches it, and ranks samples."""
+import json
 import sys
 
 import pytest
@@ -173,3 +174,39 @@ def test_time_to_quality_keeps_reading_a_run_that_writes_more_than_a_pipe_holds(
     thread.start()
     thread.join(60)  # with stderr on a pipe nobody read, the run waited forever
     assert outcome == ["ended"]
+
+
+def test_levers_patch_the_story_one_run_at_a_time_and_score_each(blobs, tmp_path):
+    from conftest import run_script
+    data = next(a for a in blobs[1] if a.startswith("--data_dir=")).split("=", 1)[1]
+    small = "--g_widths=(32,64) --d_widths=(64,32) --z_dim=8 --batch_size=32 --device=cpu --precision=fp32"
+    levers = ["mbstd", "base", "g_every_2", "nor1=--r1_gamma=0"]  # base after mbstd: nothing carries over
+    run = run_script("--lever", *levers, "--steps=12", "--dataset=MNIST", f"--data_dir={data}", f"--flags={small}",
+                     "--n=1000", f"--work={tmp_path}", f"--results={tmp_path / 'r.jsonl'}",
+                     f"--cache={blobs[1][1].split('=', 1)[1]}", cwd=tmp_path, script="benchmarks/levers.py")
+    assert run.returncode == 0, run.stderr[-2000:]
+    points = [json.loads(line) for line in (tmp_path / "r.jsonl").read_text().splitlines()]
+    assert [(p["lever"], p["steps"]) for p in points] == [(name.split("=")[0], 12) for name in levers]
+    assert all(p["fid"] >= 0 and p["wall_s"] > 0 for p in points)
+    load = lambda name, file: torch.load(tmp_path / f"{name}_s0_12" / file, weights_only=False)
+    head_inputs = {name: load(name, "discriminator.pth")["state_dict"]["head.weight"].shape[1]
+                   for name in ("mbstd", "base")}
+    assert head_inputs == {"mbstd": 33, "base": 32}  # D's head also sees the batch's spread
+    adam_steps = lambda name, opt: int(load(name, "checkpoint.pt")[opt]["state"][0]["step"])
+    assert (adam_steps("g_every_2", "opt_g"), adam_steps("g_every_2", "opt_d")) == (6, 12)
+    assert (adam_steps("base", "opt_g"), adam_steps("base", "opt_d")) == (12, 12)
+    assert load("nor1", "checkpoint.pt")["config"]["r1_gamma"] == 0
+
+
+def test_floor_times_the_products_the_step_makes(monkeypatch, capsys):
+    import floor
+    for k in basic_gan.DEFAULTS:  # floor.py sets the constants, as basic_gan's command line does
+        monkeypatch.setattr(basic_gan, k, getattr(basic_gan, k))
+    lines = floor.main(["--g_widths=(32,64)", "--d_widths=(64,32)", "--batch_size=16", "--precision=fp32"],
+                       repeats=2)
+    plain, with_r1 = lines
+    # G's 3 layers: 3 forward, 3 weight gradients, 2 input gradients (none for the noise): 8. D's 3:
+    # 9 forward (real, fake, fake for G), 6 + 4 back for its update (none for the images), 3 for G's
+    assert plain.startswith("a plain step: 30 products") and "steps/s" in plain
+    assert with_r1.startswith("with R1:") and int(with_r1.split()[2]) > 30  # R1's double backward
+    assert "fp32 on cpu" in capsys.readouterr().out
