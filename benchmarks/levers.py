@@ -2,9 +2,11 @@
 
     python benchmarks/levers.py --lever base mbstd g_every_2 "nor1=--r1_gamma=0" --seeds 0 1 2
     python benchmarks/levers.py --lever base adam_beta2_0.9 --steps 4000 --dataset MNIST --data_dir=<digits>
+    python benchmarks/levers.py --lever mbstd+adam_beta2_0.9+g_every_2 --steps 5200
 
 A lever is a named change to the file's story (listed in LEVERS below: a patch of its functions or
-classes, so basic_gan.py itself stays as it is) or NAME=FLAGS, plain command-line flags. Each run
+classes, so basic_gan.py itself stays as it is), several of them joined by +, or NAME=FLAGS, plain
+command-line flags. Each run
 trains the default schedule (40 epochs' lr) in this process, stops after --steps (4,000 is about a
 Ctrl-C at 90 s on a 2-core AVX-512 CPU), draws 10,000 samples from the average of G (settled, as
 the last save leaves it) and scores them with quality.py. Steps, not seconds: this compares what a
@@ -106,7 +108,8 @@ def one_run(lever, seed, args):
     importlib.reload(bg)  # the file as written: no patch of an earlier lever survives
     name, _, flags = lever.partition("=")
     if not flags:
-        LEVERS[name]()
+        for part in name.split("+"):  # a stack: each patch on top of the one before
+            LEVERS[part]()
     out = Path(args.work) / f"{name}_s{seed}_{args.steps}"
     argv = [*flags.split(), f"--dataset={args.dataset}", f"--data_dir={args.data_dir}", f"--seed={seed}",
             f"--out_dir={out}", f"--max_steps={args.steps}", "--info_step=1000000", *args.flags.split()]
@@ -127,7 +130,8 @@ def one_run(lever, seed, args):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lever", nargs="+", default=["base"], help=f"{', '.join(LEVERS)}, or NAME=FLAGS")
+    p.add_argument("--lever", nargs="+", default=["base"],
+                   help=f"{', '.join(LEVERS)}, several joined by + (mbstd+g_every_2), or NAME=FLAGS")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--dataset", default="FashionMNIST", choices=["MNIST", "FashionMNIST"])
@@ -138,9 +142,10 @@ def main(argv=None):
     p.add_argument("--cache", default=str(REPO / "benchmarks" / ".cache"))
     p.add_argument("--n", type=int, default=10000, help="samples quality.py scores")
     args = p.parse_args(argv)
-    unknown = [lever for lever in args.lever if "=" not in lever and lever not in LEVERS]
+    unknown = [part for lever in args.lever if "=" not in lever for part in lever.split("+")
+               if part not in LEVERS]
     if unknown:
-        p.error(f"no lever {unknown[0]!r}: {', '.join(LEVERS)}, or NAME=FLAGS")
+        p.error(f"no lever {unknown[0]!r}: {', '.join(LEVERS)}, several joined by +, or NAME=FLAGS")
     points = []
     for seed in args.seeds:
         for lever in args.lever:
