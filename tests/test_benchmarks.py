@@ -202,8 +202,8 @@ def test_floor_times_the_products_the_step_makes(monkeypatch, capsys):
     import floor
     for k in basic_gan.DEFAULTS:  # floor.py sets the constants, as basic_gan's command line does
         monkeypatch.setattr(basic_gan, k, getattr(basic_gan, k))
-    lines = floor.main(["--g_widths=(32,64)", "--d_widths=(64,32)", "--batch_size=16", "--precision=fp32"],
-                       repeats=2)
+    small = ["--g_widths=(32,64)", "--d_widths=(64,32)", "--batch_size=16", "--precision=fp32", "--device=cpu"]
+    lines = floor.main(small, repeats=2)  # on the CPU, in fp32, wherever the tests run
     plain, with_r1 = lines
     # G's 3 layers: 3 forward, 3 weight gradients, 2 input gradients (none for the noise): 8. D's 3:
     # 9 forward (real, fake, fake for G), 6 + 4 back for its update (none for the images), 3 for G's
