@@ -33,6 +33,8 @@ batch_size = 128           # images per step
 lr = 4e-4                  # Adam learning rate, for G and D
 lr_decay = 0.5             # over this last fraction of training, lr falls linearly to 0; 0 = off
 beta1 = 0.0                # Adam beta1; 0 = no momentum: each net answers the other's latest move
+beta2 = 0.9                # Adam beta2: a short memory of gradient sizes, as the game keeps moving
+n_critic = 2               # D learns on every batch, G on every n_critic-th, at n_critic x the lr
 z_dim = 64                 # length of the noise vector G draws from
 g_widths = (128, 256, 512, 1024)  # hidden layer widths of the Generator
 d_widths = (512, 256, 128)  # hidden layer widths of the Discriminator
@@ -114,16 +116,23 @@ class Generator(nn.Module):
             z = torch.cat([z, self.embed(labels)], 1)
         return self.net(z)
 
+class BatchSpread(nn.Module):
+    """Minibatch standard deviation (Karras et al. 2018): the batch's mean feature spread, as one
+    more feature of each image, so D sees a batch of fakes that are too alike: G collapsing."""
+    def forward(self, x):
+        spread = x.float().std(0, unbiased=False).mean().expand(len(x), 1)  # summed in fp32
+        return torch.cat([x, spread.to(x.dtype)], 1)
+
 class Discriminator(nn.Module):
     def __init__(self, widths, pixels=28 * 28, classes=0):
         super().__init__()
-        self.embed = nn.Embedding(classes, widths[-1]) if classes else None
+        self.embed = nn.Embedding(classes, widths[-1] + 1) if classes else None
         layers, width_in = [], pixels
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2, inplace=True)]
             width_in = width
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(width_in, 1 + classes)  # a logit: real or fake?, then one a class
+        self.features = nn.Sequential(*layers, BatchSpread())  # the last: + 1, the batch's spread
+        self.head = nn.Linear(width_in + 1, 1 + classes)  # a logit: real or fake?, then one a class
 
     def forward(self, x, labels=None):
         """D's logit that x is real (the loss adds the sigmoid); conditional: also one per class."""
@@ -146,8 +155,8 @@ def make_models(dev, classes=0):  # classes: how many, for a conditional GAN
     G = Generator(z_dim, g_widths, pixels, classes).to(dev)
     D = Discriminator(d_widths, pixels, classes).to(dev)
     fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a CPU step
-    opt_g = torch.optim.Adam(G.parameters(), lr, betas=(beta1, 0.999), fused=fused)
-    opt_d = torch.optim.Adam(D.parameters(), lr, betas=(beta1, 0.999), fused=fused)
+    opt_g = torch.optim.Adam(G.parameters(), lr, betas=(beta1, beta2), fused=fused)
+    opt_d = torch.optim.Adam(D.parameters(), lr, betas=(beta1, beta2), fused=fused)
     G_ema = make_ema(G) if ema_decay > 0 else None
     return G, D, G_ema, opt_g, opt_d
 
@@ -160,7 +169,8 @@ def r1_penalty(real, real_logit):
     grad, = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
     return r1_gamma / 2 * grad.square().sum(1).mean()
 
-def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, autocast=contextlib.nullcontext):
+def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, learn_g=True,
+               autocast=contextlib.nullcontext):
     # What to watch: D(x) and D(G(z)), D's mean belief that real and fake digits are real. Healthy:
     # both near 0.5, D(x) a little higher: D can barely tell them apart. D wins outright when
     # D(x) -> 1 and D(G(z)) -> 0 for good: its loss falls to 0, G's climbs, the fakes stop
@@ -169,7 +179,8 @@ def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, autocast=con
     real.requires_grad_(use_r1)
     with autocast():  # bf16 where the CPU has it natively
         # (1) Update D to maximize log D(x) + log(1 - D(G(z))): call real digits real, fakes fake.
-        fake = G(z, labels)  # one G forward serves both updates: detached for D, attached for G
+        with torch.set_grad_enabled(learn_g):  # G's graph only where G learns from this batch
+            fake = G(z, labels)  # one G forward serves both updates: detached for D, attached for G
         (real_logit, real_classes), (fake_logit, _) = D(real, labels), D(fake.detach(), labels)
         losses = {"D_real": criterion(real_logit, torch.ones_like(real_logit)),   # -log D(x)
                   "D_fake": criterion(fake_logit, torch.zeros_like(fake_logit))}  # -log(1 - D(G(z)))
@@ -183,6 +194,10 @@ def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, autocast=con
     opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     opt_d.step()
+    losses["D(x)"] = real_logit.detach().sigmoid().mean()  # D's mean belief that x is real
+    losses["D(G(z))"] = fake_logit.detach().sigmoid().mean()
+    if not learn_g:  # G learns on every n_critic-th batch only: D keeps a step ahead of it
+        return {name: value.detach() for name, value in losses.items()}
     # (2) Update G to maximize log D(G(z)): to make D call the fakes real (not to minimize
     # log(1 - D(G(z))), as the minimax game reads: that gives G no gradient while D wins).
     D.requires_grad_(False)  # G's update needs gradients through D, not for D's weights
@@ -196,13 +211,20 @@ def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, autocast=con
     g_loss.backward()
     opt_g.step()
     D.requires_grad_(True)
-    losses["D(x)"] = real_logit.detach().sigmoid().mean()  # D's mean belief that x is real
-    losses["D(G(z))"] = fake_logit.detach().sigmoid().mean()
     return {name: value.detach() for name, value in losses.items()}  # tensors: nothing waits on them
 
 def lr_at(step, total_steps):
     """lr, constant at first, then falling linearly to 0 over the last lr_decay of training."""
     return lr * min(1.0, (total_steps - step) / (lr_decay * total_steps)) if lr_decay > 0 else lr
+
+def set_lr(opt_g, opt_d, step, total_steps):
+    """D's lr, and G's n_critic times it, since G learns on every n_critic-th step only."""
+    lr_now = lr_at(step, total_steps)
+    for group in opt_d.param_groups:
+        group["lr"] = lr_now
+    for group in opt_g.param_groups:
+        group["lr"] = lr_now * n_critic
+    return lr_now
 
 # %% the training loop: for each epoch, for each batch, one step; a report every info_step
 def train(checkpoint=None):
@@ -215,12 +237,10 @@ def train(checkpoint=None):
             bar = tqdm(make_dataloader(images, labels, epoch, done), initial=done, leave=False,
                        desc=f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch)
             for batch, batch_labels in bar:
-                lr_now = lr_at(step, total_steps)
-                for group in opt_g.param_groups + opt_d.param_groups:
-                    group["lr"] = lr_now
+                lr_now = set_lr(opt_g, opt_d, step, total_steps)
                 real, use_r1 = to_model_range(batch), r1_gamma > 0 and step % r1_every == 0
                 losses = train_step(G, D, opt_g, opt_d, real, batch_labels if conditional else None,
-                                    use_r1=use_r1, autocast=run.autocast)
+                                    use_r1, learn_g=(step + 1) % n_critic == 0, autocast=run.autocast)
                 ema_update(G_ema, G, step, lr_now / lr)  # the average of G moves towards G
                 run.recent.append(losses)
                 step += 1
@@ -241,8 +261,9 @@ def report(run, step, G, real, lr_now):
     images_per_s = log_scalars(run, step, mean, lr_now)
     extra = "".join(f", {name.replace('_', ' ')} {mean[name]:.3f}"
                     for name in ("R1", "D_class", "G_class") if name in mean)
+    g_loss = f"{mean['G']:.3f}" if "G" in mean else "-"  # "-": G learned on none of these steps
     tqdm.write(f"step {step}: D loss {mean['D_real'] + mean['D_fake']:.3f} (real {mean['D_real']:.3f} "
-               f"+ fake {mean['D_fake']:.3f}), G loss {mean['G']:.3f}, D(x) {mean['D(x)']:.2f}, "
+               f"+ fake {mean['D_fake']:.3f}), G loss {g_loss}, D(x) {mean['D(x)']:.2f}, "
                f"D(G(z)) {mean['D(G(z))']:.2f}{extra}, {images_per_s:.0f} img/s")
     fake = generate(G, run.fixed_noise, run.fixed_labels)  # the same each time: G's progress
     run.progress.append(fake[:8].cpu())  # a row for the progress strip at the end
@@ -410,7 +431,7 @@ def log_scalars(run, step, mean, lr_now):
     images_per_s = (step - run.timer[1]) * batch_size / seconds
     run.timer = (time.perf_counter(), step)
     d_loss = mean["D_real"] + mean["D_fake"]  # the game's: no R1, no class term
-    run.history.append((step, mean["G"], d_loss))
+    run.history.append((step, mean.get("G", math.nan), d_loss))  # nan: a gap in the curve
     for name, value in {"D": d_loss, **mean}.items():
         run.writer.add_scalar(("charts/" if "(" in name else "losses/") + name, value, step)
     run.writer.add_scalar("charts/lr", lr_now, step)
@@ -776,7 +797,7 @@ def load_generator(path, n=0):
         raise BadFile(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})") from None
     check_memory(n, 4)
     return G
-CHECKPOINT_FORMAT = 3  # 3: D's head apart from its features; 2: the data order from (seed, epoch)
+CHECKPOINT_FORMAT = 4  # 4: D sees the batch's spread; 3: D's head apart from its features; 2: the data order from (seed, epoch)
 PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
 # On --resume these may change: how long and where it goes on. The rest would make another run.
 NOT_THE_RUN = ("epochs", "data_dir", "max_steps", "info_step", "device", "precision", "out_dir",
@@ -872,13 +893,13 @@ def parse_args(argv):
 integer = lambda v: type(v) is int  # not a float, and not True or False
 number = lambda v: type(v) in (int, float) and math.isfinite(v)
 RULES = [  # (constants, a test each must pass, what it must be), for the file and the command line
-    (("epochs", "z_dim", "info_step", "r1_every"), lambda v: integer(v) and v > 0, "an int > 0"),
+    (("epochs", "z_dim", "info_step", "r1_every", "n_critic"), lambda v: integer(v) and v > 0, "an int > 0"),
     (("batch_size",), lambda v: integer(v) and v > 1, "an int >= 2: BatchNorm needs two images"),
     (("max_steps", "sample"), lambda v: integer(v) and v >= 0, "an int >= 0"),
     (("seed",), lambda v: integer(v) and -2**63 <= v < 2**64, "an int in [-2**63, 2**64), torch's"),
     (("lr",), lambda v: number(v) and v > 0, "a finite number > 0"),
     (("r1_gamma",), lambda v: number(v) and v >= 0, "a finite number >= 0"),
-    (("beta1", "ema_decay"), lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
+    (("beta1", "beta2", "ema_decay"), lambda v: number(v) and 0 <= v < 1, "a number in [0, 1)"),
     (("lr_decay",), lambda v: number(v) and 0 <= v <= 1, "a number in [0, 1], a share of training"),
     (("g_widths", "d_widths"), lambda v: type(v) is tuple and v and all(integer(w) for w in v)
      and min(v) > 0, "a non-empty tuple of ints > 0, like (64, 128)"),

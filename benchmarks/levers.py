@@ -1,8 +1,8 @@
 """Levers at equal steps: train basic_gan with one change, for the same number of steps, and score it.
 
-    python benchmarks/levers.py --lever base mbstd g_every_2 "nor1=--r1_gamma=0" --seeds 0 1 2
-    python benchmarks/levers.py --lever base adam_beta2_0.9 --steps 4000 --dataset MNIST --data_dir=<digits>
-    python benchmarks/levers.py --lever mbstd+adam_beta2_0.9+g_every_2 --steps 5200
+    python benchmarks/levers.py --lever base no_spread "nor1=--r1_gamma=0" --seeds 0 1 2
+    python benchmarks/levers.py --lever base "critic1=--n_critic=1" --steps 4000 --dataset MNIST --data_dir=<digits>
+    python benchmarks/levers.py --lever no_spread+ema_on_g_steps --steps 5200
 
 A lever is a named change to the file's story (listed in LEVERS below: a patch of its functions or
 classes, so basic_gan.py itself stays as it is), several of them joined by +, or NAME=FLAGS, plain
@@ -15,6 +15,7 @@ beside it, so a change in a step's cost shows too. One JSON line per run goes to
 import argparse
 import importlib
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -29,77 +30,37 @@ import quality  # noqa: E402
 from time_to_quality import cpu_kind  # noqa: E402
 
 
-class BatchSpread(nn.Module):
-    """Minibatch standard deviation (Karras et al. 2018): the batch's mean feature spread, as one
-    more feature of each image, so D can see a batch of fakes that are too alike."""
-    def forward(self, x):
-        spread = x.float().std(0, unbiased=False).mean().expand(len(x), 1)  # its gradient summed in fp32
-        return torch.cat([x, spread.to(x.dtype)], 1)
-
-
-def mbstd():
-    """D's head also sees the batch's feature spread."""
+def no_spread():
+    """D without the batch's spread: its head sees only each image's own features."""
     Plain = bg.Discriminator
     class Discriminator(Plain):
         def __init__(self, widths, pixels=28 * 28, classes=0):
             super().__init__(widths, pixels, classes)
-            self.features.append(BatchSpread())
-            self.head = nn.Linear(widths[-1] + 1, 1 + classes)
+            self.features = self.features[:-1]  # the BatchSpread at the end
+            self.head = nn.Linear(widths[-1], 1 + classes)
+            self.embed = nn.Embedding(classes, widths[-1]) if classes else None
     bg.Discriminator = Discriminator
 
 
-def adam_betas(beta2):
-    plain = bg.make_models
-    def make_models(dev, classes=0):
-        G, D, G_ema, opt_g, opt_d = plain(dev, classes)
-        for group in opt_g.param_groups + opt_d.param_groups:
-            group["betas"] = (group["betas"][0], beta2)
-        return G, D, G_ema, opt_g, opt_d
-    bg.make_models = make_models
+def ema_on_g_steps():
+    """The average of G moves only where G learned: between two of those G is the same, so two
+    moves towards it are one move with the decay squared (BatchNorm's statistics aside)."""
+    plain, last = bg.ema_update, [None]
+    def ema_update(G_ema, G, step, lr_share=1.0):
+        if (step + 1) % bg.n_critic:  # a step where only D learned: fold it into the next one
+            last[0] = step
+            return
+        if G_ema is None:
+            return
+        longest = 1 - (1 - bg.ema_decay) * max(lr_share, 0.1)
+        decays = [min((1 + s) / (21 + s), longest) if s else 0.0 for s in range(step - bg.n_critic + 1, step + 1)]
+        decay = math.prod(decays)
+        floats = lambda net: [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
+        torch._foreach_lerp_(floats(G_ema), floats(G), 1 - decay)
+    bg.ema_update = ema_update
 
 
-def g_every(k):
-    """D learns on every batch, G on every k-th, at k times the lr: D keeps further ahead of G, and
-    a step where only D learns costs less (G draws its fakes without a graph, and D is not run
-    again for G's loss)."""
-    plain, steps = bg.train_step, [0]
-    def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, autocast=None):
-        steps[0] += 1
-        if steps[0] % k:
-            return d_step(G, D, opt_d, real, labels, use_r1, autocast)
-        for group in opt_g.param_groups:
-            group["lr"] *= k  # the loop sets it afresh before every step
-        return plain(G, D, opt_g, opt_d, real, labels, use_r1, autocast)
-    bg.train_step = train_step
-
-
-def d_step(G, D, opt_d, real, labels, use_r1, autocast):
-    """The first half of basic_gan's train_step: D's update alone."""
-    with torch.no_grad(), autocast():
-        fake = G(torch.randn(len(real), G.z_dim, device=real.device), labels)
-    real.requires_grad_(use_r1)
-    with autocast():
-        (real_logit, real_classes), (fake_logit, _) = D(real, labels), D(fake, labels)
-        losses = {"D_real": bg.criterion(real_logit, torch.ones_like(real_logit)),
-                  "D_fake": bg.criterion(fake_logit, torch.zeros_like(fake_logit))}
-        d_loss = losses["D_real"] + losses["D_fake"]
-        if labels is not None:
-            losses["D_class"] = nn.functional.cross_entropy(real_classes, labels)
-            d_loss = d_loss + bg.D_CLASS_WEIGHT * losses["D_class"]
-    if use_r1:
-        losses["R1"] = bg.r1_penalty(real, real_logit.float())
-        d_loss = d_loss + bg.r1_every * losses["R1"]
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    opt_d.step()
-    losses["D(x)"] = real_logit.detach().sigmoid().mean()
-    losses["D(G(z))"] = fake_logit.detach().sigmoid().mean()
-    return {name: value.detach() for name, value in losses.items()}  # no "G": the report averages
-    # each loss over the steps that have it
-
-
-LEVERS = {"base": lambda: None, "mbstd": mbstd, "adam_beta2_0.9": lambda: adam_betas(0.9),
-          "adam_beta2_0.99": lambda: adam_betas(0.99), "g_every_2": lambda: g_every(2)}
+LEVERS = {"base": lambda: None, "no_spread": no_spread, "ema_on_g_steps": ema_on_g_steps}
 
 
 def one_run(lever, seed, args):

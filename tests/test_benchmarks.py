@@ -180,7 +180,7 @@ def test_levers_patch_the_story_one_run_at_a_time_and_score_each(blobs, tmp_path
     from conftest import run_script
     data = next(a for a in blobs[1] if a.startswith("--data_dir=")).split("=", 1)[1]
     small = "--g_widths=(32,64) --d_widths=(64,32) --z_dim=8 --batch_size=32 --device=cpu --precision=fp32"
-    levers = ["mbstd+g_every_2", "nor1=--r1_gamma=0"]  # a stack, then flags: no patch carries over
+    levers = ["no_spread+ema_on_g_steps", "critic1=--n_critic=1"]  # a stack, then flags: no patch carries over
     run = run_script("--lever", *levers, "--steps=12", "--dataset=MNIST", f"--data_dir={data}", f"--flags={small}",
                      "--n=1000", f"--work={tmp_path}", f"--results={tmp_path / 'r.jsonl'}",
                      f"--cache={blobs[1][1].split('=', 1)[1]}", cwd=tmp_path, script="benchmarks/levers.py")
@@ -190,12 +190,12 @@ def test_levers_patch_the_story_one_run_at_a_time_and_score_each(blobs, tmp_path
     assert all(p["fid"] >= 0 and p["wall_s"] > 0 for p in points)
     load = lambda name, file: torch.load(tmp_path / f"{name}_s0_12" / file, weights_only=False)
     head_inputs = {name: load(name, "discriminator.pth")["state_dict"]["head.weight"].shape[1]
-                   for name in ("mbstd+g_every_2", "nor1")}
-    assert head_inputs == {"mbstd+g_every_2": 33, "nor1": 32}  # D's head also sees the batch's spread
+                   for name in ("no_spread+ema_on_g_steps", "critic1")}
+    assert head_inputs == {"no_spread+ema_on_g_steps": 32, "critic1": 33}  # the story's D: + the batch's spread
     adam_steps = lambda name, opt: int(load(name, "checkpoint.pt")[opt]["state"][0]["step"])
-    assert (adam_steps("mbstd+g_every_2", "opt_g"), adam_steps("mbstd+g_every_2", "opt_d")) == (6, 12)
-    assert (adam_steps("nor1", "opt_g"), adam_steps("nor1", "opt_d")) == (12, 12)
-    assert load("nor1", "checkpoint.pt")["config"]["r1_gamma"] == 0
+    assert (adam_steps("critic1", "opt_g"), adam_steps("critic1", "opt_d")) == (12, 12)
+    assert (adam_steps("no_spread+ema_on_g_steps", "opt_g"), adam_steps("no_spread+ema_on_g_steps", "opt_d")) == (6, 12)
+    assert load("critic1", "checkpoint.pt")["config"]["n_critic"] == 1
 
 
 def test_floor_times_the_products_the_step_makes(monkeypatch, capsys):
