@@ -266,7 +266,7 @@ def report(run, step, G, real, lr_now):
                f"+ fake {mean['D_fake']:.3f}), G loss {g_loss}, D(x) {mean['D(x)']:.2f}, "
                f"D(G(z)) {mean['D(G(z))']:.2f}{extra}, {images_per_s:.0f} img/s")
     fake = generate(G, run.fixed_noise, run.fixed_labels)  # the same each time: G's progress
-    run.progress.append(fake[:8].cpu())  # a row for the progress strip at the end
+    run.progress.append(fake[:8])  # a row for the progress strip at the end
     for tag, images in (("fake", fake), ("real", real[:64])):
         show(images, tag, step)
         run.writer.add_image(f"images/{tag}", grid(images), step)
@@ -276,8 +276,8 @@ def save_models(G, D, G_ema, classes=()):  # classes: their names, for a conditi
     # The generator file holds the averaged weights: they draw the better digits.
     best_g = G_ema if G_ema is not None else G
     for name, model in (("generator.pth", best_g), ("discriminator.pth", D)):
-        atomic_save({"state_dict": model.state_dict(), "config": config(), "classes": list(classes)},
-                    Path(out_dir) / name)
+        atomic_save({"state_dict": moved(model.state_dict(), "cpu"), "config": config(),
+                     "classes": list(classes)}, Path(out_dir) / name)  # a plain torch.load reads it
 
 @torch.no_grad()
 def generate(G, noise, labels=None):  # labels: the class of each, for a conditional G
@@ -295,7 +295,7 @@ def training_run(checkpoint):
     with only_this_run_in(Path(out_dir)), writing(Path(out_dir) / "runs"):
         if checkpoint is None:
             keep_the_run_there()
-        dev, prec = pick_device()
+        dev, prec = pick_device(say=True)
         torch.manual_seed(seed)
         torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it; no effect on CPU
         images, labels, classes, data = training_data(dev)
@@ -306,12 +306,11 @@ def training_run(checkpoint):
         if checkpoint:
             same_data_and_precision(run, data, prec)
         run.device, run.timer = dev, (time.perf_counter(), run.step)  # the timer: for images/s
-        run.autocast = lambda: torch.autocast(dev.type, torch.bfloat16, enabled=prec == "bf16")
-        cpu = f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else "MPS"
+        run.autocast = lambda: (torch.autocast(dev.type, torch.bfloat16) if prec == "bf16"
+                                else contextlib.nullcontext())
         steps_per_epoch, _, _, report_every = plan(len(images))
-        print(f"training on {torch.cuda.get_device_name(dev) if dev.type == 'cuda' else cpu} in "
-              f"{prec}: {count(epochs, 'epoch')} of {count(steps_per_epoch, 'step')}, a report every "
-              f"{report_every}")
+        print(f"training on {device_name(dev)} in {prec}: {count(epochs, 'epoch')} of "
+              f"{count(steps_per_epoch, 'step')}, a report every {report_every}")
         STOP.clear()
         stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum)) for s in (
             signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread()}
@@ -336,11 +335,10 @@ def start(run, checkpoint, *parts):
         if part is not None and checkpoint[name] is not None:  # G_ema: None where ema_decay is 0
             part.load_state_dict(checkpoint[name])
     torch.set_rng_state(checkpoint["rng"])
-    if run.device.type == "cuda" and checkpoint["cuda_rng"] is not None:
-        torch.cuda.set_rng_state(checkpoint["cuda_rng"], run.device)
+    if checkpoint["device_rng"] and checkpoint["device_rng"][0] == run.device.type:
+        gpu_rng(run.device).set_rng_state(checkpoint["device_rng"][1], run.device)
     print(f"resuming {run.run_name} at step {run.step}")
-    run.fixed_noise = run.fixed_noise.to(run.device)
-    run.fixed_labels = None if run.fixed_labels is None else run.fixed_labels.to(run.device)
+    vars(run).update(moved(vars(run), run.device))  # the losses since the last report, the noise
     return run.step
 def same_data_and_precision(run, data, prec):
     if run.data != data:
@@ -378,11 +376,12 @@ def ema_update(G_ema, G, step, lr_share=1.0):
     floats = lambda net: [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
     torch._foreach_lerp_(floats(G_ema), floats(G), 1 - decay)  # one call for all of G's weights
 @torch.no_grad()
-def settled(G_ema, n=16384, chunk=1024):
+def settled(G_ema, seed, n=16384, chunk=1024):
     """G_ema, its BatchNorm statistics measured on n of its own images, for the last save. Its
     weights average G's, its statistics average G's statistics: while G still moves, the two are out
     of step. Fixed noise of its own, so the run's draws stay the same; n large, since the samples
-    are sensitive to these statistics (Fashion-MNIST, 40 epochs: FID 6.3 to 8.2 from 2,048)."""
+    are sensitive to these statistics (Fashion-MNIST, 40 epochs: FID 6.3 to 8.2 from 2,048). Where
+    a generator is loaded to draw, they are measured again: the same, from a file of any save."""
     if G_ema is None:
         return None
     norms = [m for m in G_ema.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -399,14 +398,49 @@ def settled(G_ema, n=16384, chunk=1024):
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return G_ema.train(training)
-def pick_device():
-    # bf16 only where a CPU has it natively (AVX2 steps ~25x slower in it); GPUs: fp32 with TF32
+def pick_device(say=False):
+    """The device and precision to train in. auto: a CUDA GPU this torch can run on (if not, the
+    reason is said), then a Mac's MPS, then the CPU. bf16 only where a CPU has it natively (AVX2
+    steps ~25x slower in it); GPUs: fp32 with TF32."""
+    cuda, why_not = torch.cuda.is_available(), cuda_problem()
+    if device == "auto" and why_not and say:
+        print(f"note: {why_not}. Training on the CPU")
     mps = torch.backends.mps.is_available()
-    auto = "cuda" if torch.cuda.is_available() else "mps" if mps else "cpu"
+    auto = "cuda" if cuda and not why_not else "mps" if mps else "cpu"
     dev = torch.device(auto if device == "auto" else device)
     native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     auto = "bf16" if dev.type == "cpu" and native_bf16 else "fp32"
     return dev, auto if precision == "auto" else precision
+def device_name(dev):
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else dev.type.upper()
+def cuda_problem(index=0):
+    """Why torch cannot train on the CUDA GPU here, in words; None where it can, or there is none."""
+    if not torch.cuda.is_available():
+        if torch.version.cuda is None:
+            return None  # a torch built for the CPU (or a Mac)
+        try:
+            torch.cuda.init()  # raises again, with the reason, where is_available() only warned once
+        except Exception as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            return None if re.search(r"no NVIDIA driver|no CUDA GPUs", reason) else (
+                f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use the GPU: "
+                f"{reason[:160]}")
+        return None
+    name, (major, minor) = torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index)
+    if not has_kernels(major, minor, torch.cuda.get_arch_list()):
+        built = ", ".join(a for a in torch.cuda.get_arch_list() if a.startswith("sm_"))
+        return (f"this torch has no kernels for the {name} (sm_{major}{minor}), only for {built}: "
+                f"pip install torch=={torch.__version__.split('+')[0]} torchvision --index-url "
+                f"https://download.pytorch.org/whl/cu126 (CUDA 12.6 builds run sm_50 to sm_90)")
+    return None
+def has_kernels(major, minor, arch_list):
+    """sm_XY code runs on GPUs of capability X.Y to X.9; compute_XY (PTX) on X.Y and up."""
+    def version(arch):
+        return int(re.sub(r"[^0-9]", "", arch.split("_")[1]))
+    return any(a.startswith("sm_") and version(a) // 10 == major and version(a) % 10 <= minor
+               or a.startswith("compute_") and version(a) <= 10 * major + minor for a in arch_list)
 def plan(num_images):
     """Steps per epoch, the steps the lr schedule spans, where this command stops, and how often it
     reports: every info_step, or 3 times in all (each step, below 6) where that makes fewer than 2."""
@@ -442,26 +476,28 @@ def save_run(run, step, G, D, G_ema, opt_g, opt_d):
     if run.recent:
         mean_losses(run, step)  # refuses to save a run whose loss is not finite
     save_checkpoint(run, step, G, D, G_ema, opt_g, opt_d)
-    if STOP or step == plan(run.data["images"])[2]:  # the last save (the checkpoint resumes as it
-        settled(G_ema)  # was): G_ema draws with its own statistics, in generator.pth and the last grid
+    last = step == plan(run.data["images"])[2]  # a stop on the last step: the run ends as it would
+    if STOP or last:  # the last save (the checkpoint resumes as it was): G_ema draws with
+        settled(G_ema, seed)  # statistics of its own, in generator.pth and the last grid
     save_models(G, D, G_ema, run.classes)
     run.writer.flush()
-    if STOP:
+    if STOP and not last:
         print(f"\nstopped at step {step}, checkpoint saved. Continue with: "
               f"{resume_command()}", file=sys.stderr)
         raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
 def resume_command(*more):  # what goes on, as it is typed where it is shown
     if in_notebook():  # main() itself after %run or a pasted cell; basic_gan.main() if imported
         names = sys.modules["IPython"].get_ipython().user_ns
-        module = next((f"{k}." for k, v in names.items() if type(v) is type(sys) and vars(v).get(
-            "main") is main), "" if names.get("main") is main else "basic_gan.")
+        ran = globals().get("__name__") in ("__main__", None)  # None: after %run, which drops it
+        module = "" if ran else next((f"{k}." for k, v in names.items() if type(v) is type(sys) and
+                                      vars(v).get("main") is main), "basic_gan.")  # its name there
         return f"{module}main({['--resume', f'--out_dir={out_dir}', *more]!r})"
     return " ".join(["python basic_gan.py --resume", f"--out_dir={shlex.quote(out_dir)}", *more])
 def finish(run, step, G):
     """The end of training: a last grid, the digits forming row by row, and the loss curve."""
     show(generate(G, run.fixed_noise, run.fixed_labels), "fake", step)
     if run.progress:
-        rows = torch.stack(run.progress)
+        rows = torch.stack(run.progress).cpu()
         rows = rows[torch.linspace(0, len(rows) - 1, min(len(rows), 10)).round().long()]
         with writing(Path(out_dir) / "progress.png"):
             save_image(grid(rows), Path(out_dir) / "progress.png")
@@ -628,7 +664,9 @@ def load_folder(folder):
             folders[:] = []
             continue
         seen.add(os.path.realpath(root))
-        paths += [Path(root, name) for name in names if Path(name).suffix.lower() in PICTURES]
+        folders[:] = [f for f in folders if not f.startswith(".")]  # .ipynb_checkpoints, .git
+        paths += [Path(root, name) for name in names if Path(name).suffix.lower() in PICTURES
+                  and not name.startswith(".")]  # macOS's ._ files, hidden copies
     paths.sort()
     if not paths:
         fail(f"{unread[0].filename} cannot be read ({unread[0].strerror})" if unread else
@@ -791,6 +829,7 @@ def load_generator(path, n=0):
         G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels, len(classes))
         G.load_state_dict(saved["state_dict"])
         G.classes = classes  # their names, which --label may use
+        settled(G, saved["config"].get("seed", 0))  # an epoch's save, before the last one, too
         globals().update(shape)  # the grids and samples follow the generator's own shape
         APPLIED.update(shape)  # which a later main() takes for no edit of yours
     except (RuntimeError, KeyError, TypeError, AttributeError) as e:
@@ -805,12 +844,22 @@ NOT_THE_RUN = ("epochs", "data_dir", "max_steps", "info_step", "device", "precis
 def save_checkpoint(run, step, *parts):
     where = {"data_dir": str(Path(data_dir).absolute())}  # so a resume from another folder finds it
     kept = {k: v for k, v in vars(run).items() if k not in ("device", "timer", "autocast", "writer")}
-    cuda = run.device.type == "cuda"  # only the GPU it runs on: no context opened on the others
-    atomic_save({"format": CHECKPOINT_FORMAT, "config": {**config(), **where},
-                 "run": {**kept, "step": step},
-                 **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
-                 "rng": torch.get_rng_state(), "cuda_rng": torch.cuda.get_rng_state(run.device)
-                 if cuda else None}, Path(out_dir) / "checkpoint.pt")
+    rng = gpu_rng(run.device)  # only the GPU it runs on: no context opened on the others
+    atomic_save(moved({"format": CHECKPOINT_FORMAT, "config": {**config(), **where},
+                       "run": {**kept, "step": step},
+                       **{name: part and part.state_dict() for name, part in zip(PARTS, parts)},
+                       "rng": torch.get_rng_state(), "device_rng": rng and (
+                           run.device.type, rng.get_rng_state(run.device))}, "cpu"),
+                Path(out_dir) / "checkpoint.pt")  # on the CPU: it loads on a machine with no GPU
+def gpu_rng(dev):  # where z is drawn on a GPU, its own random stream: CUDA's or MPS's
+    return {"cuda": torch.cuda, "mps": torch.mps}.get(dev.type)
+def moved(obj, dev):
+    """The tensors in nested dicts, lists and tuples, on dev: a checkpoint's, to the CPU and back."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dev)
+    if isinstance(obj, dict):
+        return {k: moved(v, dev) for k, v in obj.items()}
+    return type(obj)(moved(v, dev) for v in obj) if isinstance(obj, (list, tuple)) else obj
 def keep_the_run_there():  # a new run never replaces another's weights: refused, with ways on
     there = [name for name in ("checkpoint.pt", "generator.pth") if (Path(out_dir) / name).exists()]
     if there:
@@ -837,12 +886,19 @@ def restore_config(overrides):
     per_call = ("out_dir", "resume", "sample", "max_steps", "label")  # said anew every command
     globals().update({k: v for k, v in saved.items() if k in DEFAULTS and k not in per_call})
     globals().update(overrides)
-    step, last = ckpt["run"]["step"], plan(ckpt["run"]["data"]["images"])[2]
+    steps_per_epoch, total, last, _ = plan(ckpt["run"]["data"]["images"])
+    step, made_for = ckpt["run"]["step"], ckpt["config"]["epochs"]
     if step >= last and max_steps and step >= max_steps:  # trained all it was asked to: say so
         print(f"{out_dir} is at step {step}: --max_steps={max_steps} leaves nothing to do")
+    elif step > total:  # --epochs=100, say, on a run stopped early in a 400-epoch schedule
+        go_on = resume_command() if made_for * steps_per_epoch > step else resume_command(
+            f"--epochs={2 * math.ceil(step / steps_per_epoch)}")  # its own length, or twice where it is
+        print(f"{out_dir} is at step {step}, past the {total} steps of {count(epochs, 'epoch')}: "
+              f"nothing to do. To go on: {go_on}")
     elif step >= last:
         print(f"{out_dir} has finished its {count(epochs, 'epoch')} ({step} steps). To train it "
-              f"longer: {resume_command(f'--epochs={2 * epochs}')}")
+              f"longer: {resume_command(f'--epochs={2 * epochs}')}. The lr climbs back to its "
+              f"peak and falls again over the last {lr_decay:.0%}: the samples get worse first")
     return ckpt if step < last else None
 # ---- the command line, generated from the constants, and the checks of their values ----
 def constants_cell():
@@ -906,8 +962,8 @@ RULES = [  # (constants, a test each must pass, what it must be), for the file a
     (("resume", "conditional"), lambda v: type(v) is bool, "True or False"),
     (("label",), lambda v: type(v) is str, "a class's name or number, in quotes"),
     (("data_dir", "out_dir"), lambda v: type(v) is str and v.strip() != "", "a folder, in quotes"),
-    (("device",), lambda v: v in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:\d+)?", str(v)),
-     "one of auto, cpu, cuda, mps"),
+    (("device",), lambda v: v in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:(0|[1-9]\d*))?", str(v)),
+     "one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"),
     (("precision",), lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
     (("dataset",), lambda v: v in ("MNIST", "FashionMNIST", "folder"),
      "one of MNIST, FashionMNIST, folder"),
@@ -927,13 +983,21 @@ def check_config():
     for keys, ok, wanted in RULES:
         for k in (k for k in keys if not ok(globals()[k])):
             fail(f"{k} must be {wanted}, got {globals()[k]!r}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.startswith("cuda") and gpus and int(device[5:] or 0) >= gpus:
+        fail(f"device {device!r} was asked for, but torch sees {count(gpus, 'GPU')}: use "
+             f"--device=cuda:0 to cuda:{gpus - 1}")
+    if device.startswith("cuda") and (why_not := cuda_problem(int(device[5:] or 0))):
+        fail(f"device {device!r} was asked for, but {why_not}; or use --device=cpu")
+    if device.startswith("cuda") and not gpus:
         fail(f"device {device!r} was asked for, but torch sees no CUDA GPU; use --device=cpu")
-    if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
-        fail(f"device {device!r} was asked for, but torch sees {count(torch.cuda.device_count(), 'GPU')}"
-             f": use --device=cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if device == "mps" and not torch.backends.mps.is_available():
         fail("device 'mps' was asked for, but this machine has no MPS; use --device=cpu")
+    dev, prec = pick_device()
+    if dev.type == "cuda" and prec == "bf16" and torch.cuda.get_device_capability(dev) < (8, 0):
+        fail(f"precision 'bf16' on the {torch.cuda.get_device_name(dev)} (compute capability "
+             f"{'.'.join(map(str, torch.cuda.get_device_capability(dev)))}) is emulated, and slow: "
+             f"GPUs have it from 8.0 (Ampere) on. Use --precision=auto (fp32 with TF32 where it can)")
     for k in ("data_dir", "out_dir"):
         try:
             os.stat(globals()[k])
@@ -968,7 +1032,17 @@ def main(argv=None):
             raise Stopped(e.code) from None
     finally:
         APPLIED.update(config())
+        if (names := notebook_names()) is not None:
+            names.update(config())  # what this call left, so a later cell's edit stands out
+def notebook_names():
+    """After %run, the notebook's own names: %run copied this file's there, main() among them, and
+    a later cell sets a constant there, not here. None where the file was imported or pasted."""
+    if in_notebook():
+        names = sys.modules["IPython"].get_ipython().user_ns
+        return names if names is not globals() and names.get("main") is main else None
 def sample_or_train(argv):
+    if (names := notebook_names()) is not None:  # lr = 1e-3 in a cell after %run: yours
+        globals().update({k: names[k] for k in DEFAULTS if k in names})
     for k, v in config().items():  # set in a later cell, or as basic_gan.lr = ...: yours, kept
         if v != APPLIED.get(k, DEFAULTS[k]):
             YOURS.pop(k, None) if v == DEFAULTS[k] else YOURS.update({k: v})  # the cell again: as written

@@ -2,12 +2,14 @@
 
     python benchmarks/speed.py                 # CPU or GPU, whichever basic_gan would pick
     python benchmarks/speed.py --steps=300 --json=speed.jsonl
+    python benchmarks/speed.py --against=../old/basic_gan.py   # another version's step, in the same rounds
 
 Both use the same Generator/Discriminator widths, batch size and number of steps, after a warm-up.
   textbook   torchvision DataLoader + ToTensor, a fresh G forward for each of the D and G steps,
              D's weights get gradients in G's step, plain Adam; as in the seed course
-  basic_gan  basic_gan.train_step with the default constants (R1 every r1_every steps, EMA of G),
-             its uint8 images batched by index, with no host sync between reports, as in its loop
+  basic_gan  basic_gan.train_step with the default constants, as its loop runs it (D learns on
+             every step, G on every n_critic-th, R1 on every r1_every-th, then the EMA of G), its
+             uint8 images batched by index, with no host sync between reports
 The rounds alternate between the two and the best of each is kept, since this machine is noisy.
 It also times the data path alone and each precision: fp32, and bf16 (a few steps only, where the
 CPU lacks native bf16, to show why basic_gan never picks it there).
@@ -15,6 +17,7 @@ Data: --data_dir (a folder of IDX files, or a torchvision MNIST root); else the 
 else random pixels (timings do not depend on the pixels).
 """
 import argparse
+import importlib.util
 import itertools
 import json
 import platform
@@ -82,21 +85,33 @@ def basic_gan_batches(images, dev):
             yield batch
 
 
-def basic_gan_steps(dev, prec="fp32", classes=0):
-    """basic_gan's step; with classes, the conditional one, on random labels (the cost is the same)."""
+def basic_gan_steps(dev, prec="fp32", classes=0, bg=basic_gan):
+    """basic_gan's step as its loop runs it; with classes, the conditional one, on random labels (the
+    cost is the same). bg: basic_gan, or another version of it (--against)."""
     batches = basic_gan_batches(basic_gan.load_images("train")[0].to(dev), dev)
-    G, D, G_ema, opt_g, opt_d = basic_gan.make_models(dev, classes)
+    G, D, G_ema, opt_g, opt_d = bg.make_models(dev, classes)
     labels = torch.randint(0, classes, (basic_gan.batch_size,), device=dev) if classes else None
     autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
+    every = getattr(bg, "n_critic", 1)  # a version from before G learned on every n_critic-th step
     step = [0]
 
     def run(n):
         for _ in range(n):  # train_step returns tensors: no host sync, as in the loop between reports
-            basic_gan.train_step(G, D, opt_g, opt_d, basic_gan.to_model_range(next(batches)), labels,
-                                 use_r1=step[0] % basic_gan.r1_every == 0, autocast=autocast)
-            basic_gan.ema_update(G_ema, G, step[0])
+            s = step[0]
+            learns = {"learn_g": (s + 1) % every == 0} if hasattr(bg, "n_critic") else {}
+            bg.train_step(G, D, opt_g, opt_d, basic_gan.to_model_range(next(batches)), labels,
+                          use_r1=bg.r1_gamma > 0 and s % bg.r1_every == 0, autocast=autocast, **learns)
+            bg.ema_update(G_ema, G, s)
             step[0] += 1
     return run
+
+
+def load_version(path):
+    """Another basic_gan.py (an older commit's, say) as a module of its own, beside this one."""
+    spec = importlib.util.spec_from_file_location("basic_gan_against", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def best_seconds(runs, steps, rounds, dev):
@@ -115,8 +130,11 @@ def best_seconds(runs, steps, rounds, dev):
 
 
 def sync(dev):
+    """Wait for the device: a GPU runs what it is given later, so a timer must wait for it."""
     if dev.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(dev)
+    elif dev.type == "mps":
+        torch.mps.synchronize()
 
 
 def data_epoch_seconds(loader, dev, to_float):
@@ -128,8 +146,8 @@ def data_epoch_seconds(loader, dev, to_float):
 
 
 def hardware(dev):
-    if dev.type == "cuda":
-        return torch.cuda.get_device_name(dev)
+    if dev.type in ("cuda", "mps"):
+        return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "MPS"
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     return (f"CPU {platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
             f"{'native' if native else 'no native'} bf16, {torch.get_num_threads()} threads")
@@ -143,15 +161,20 @@ def main(argv=None):
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", help="append the numbers as one JSON line to this file")
     p.add_argument("--conditional", action="store_true", help="also time the conditional step (10 classes)")
+    p.add_argument("--against", help="another basic_gan.py, its step timed in the same rounds")
     args = p.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory()
     if args.steps < 1 or args.rounds < 1:
         fail(f"--steps={args.steps} --rounds={args.rounds}: time at least one step in one round")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", args.device):
-        fail(f"--device={args.device}: speed.py times auto, cpu or cuda (basic_gan picks its precision there)")
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
+        fail(f"--device={args.device}: speed.py times auto, cpu, cuda or mps (basic_gan picks its precision there)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         fail(f"--device={args.device}, but torch sees no CUDA GPU here: leave it out, or pass --device=cpu")
+    if args.device == "mps" and not torch.backends.mps.is_available():
+        fail("--device=mps, but this machine has no MPS: leave it out, or pass --device=cpu")
+    if args.against and not Path(args.against).is_file():
+        fail(f"--against={args.against}: no such file; pass another version's basic_gan.py")
     if args.data_dir and not any(basic_gan.find_idx(d) for d in (args.data_dir, Path(args.data_dir, "MNIST", "raw"))):
         fail(f"{args.data_dir} holds no train-images-idx3-ubyte(.gz): speed.py times 28 x 28 digits, from a "
              f"folder of IDX files or a torchvision MNIST root, not a folder of pictures")
@@ -167,6 +190,7 @@ def main(argv=None):
         root = write_dataset(Path(tmp.name) / "MNIST" / "raw", pixels(60000), pixels(10000), gz=False).parents[1]
     basic_gan.data_dir, basic_gan.device = str(root), args.device
     dev, prec = basic_gan.pick_device()
+    torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it, as training sets it
     torch.manual_seed(0)
     print(f"{hardware(dev)}; basic_gan picks {prec}; batch {basic_gan.batch_size}, {args.steps} steps x {args.rounds} rounds")
 
@@ -180,6 +204,8 @@ def main(argv=None):
     runs = {"textbook": textbook_steps(dev, old_loader), f"basic_gan {prec}": basic_gan_steps(dev, prec)}
     if args.conditional:  # in the same rounds, so that the ratio of the two is fair
         runs[f"conditional {prec}"] = basic_gan_steps(dev, prec, classes=10)
+    if args.against:
+        runs[f"against {prec}"] = basic_gan_steps(dev, prec, bg=load_version(args.against))
     seconds = best_seconds(runs, args.steps, args.rounds, dev)
     results = {name: args.steps * basic_gan.batch_size / s for name, s in seconds.items()}
     other = "fp32" if prec == "bf16" else "bf16"

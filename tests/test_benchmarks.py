@@ -77,8 +77,8 @@ def test_quality_says_in_one_line_what_it_can_score(blobs, tmp_path, capsys):
     (["--data_dir=pictures"], "holds no train-images-idx3-ubyte(.gz): speed.py times 28 x 28 digits"),
     (["--steps=0"], "--steps=0 --rounds=3: time at least one step in one round"),  # was a ZeroDivisionError
     (["--rounds=0"], "--steps=200 --rounds=0: time at least one step"),
-    (["--device=mps"], "--device=mps: speed.py times auto, cpu or cuda"),
-    (["--device=tpu"], "--device=tpu: speed.py times auto, cpu or cuda"),
+    (["--device=tpu"], "--device=tpu: speed.py times auto, cpu, cuda or mps"),
+    (["--against=nowhere.py"], "--against=nowhere.py: no such file"),
 ])
 def test_speed_refuses_what_it_cannot_time_in_one_line(tmp_path, monkeypatch, capsys, args, message):
     import speed
@@ -198,15 +198,33 @@ def test_levers_patch_the_story_one_run_at_a_time_and_score_each(blobs, tmp_path
     assert load("critic1", "checkpoint.pt")["config"]["n_critic"] == 1
 
 
-def test_floor_times_the_products_the_step_makes(monkeypatch, capsys):
+def test_floor_times_the_products_the_loops_steps_make(monkeypatch, capsys):
     import floor
     for k in basic_gan.DEFAULTS:  # floor.py sets the constants, as basic_gan's command line does
         monkeypatch.setattr(basic_gan, k, getattr(basic_gan, k))
     small = ["--g_widths=(32,64)", "--d_widths=(64,32)", "--batch_size=16", "--precision=fp32", "--device=cpu"]
-    lines = floor.main(small, repeats=2)  # on the CPU, in fp32, wherever the tests run
-    plain, with_r1 = lines
-    # G's 3 layers: 3 forward, 3 weight gradients, 2 input gradients (none for the noise): 8. D's 3:
-    # 9 forward (real, fake, fake for G), 6 + 4 back for its update (none for the images), 3 for G's
-    assert plain.startswith("a plain step: 30 products") and "steps/s" in plain
-    assert with_r1.startswith("with R1:") and int(with_r1.split()[2]) > 30  # R1's double backward
+    # G's 3 layers and D's 3. Where only D learns: G forward 3, D forward 6 (real and fake), back 10
+    # (3 weight and 2 input gradients each; none for the images): 19. Where G learns too, 11 more:
+    # D forward 3 on the fakes, back 3 (input gradients only), G back 5 (none for the noise): 30.
+    line, products, cycle = floor.main([*small, "--r1_gamma=0"], repeats=2)  # on the CPU, in fp32
+    assert (products, cycle) == (19 + 30, 2) and "24.5 products" in line and "steps/s" in line
+    _, products, cycle = floor.main(small, repeats=2)  # R1 on every 4th: its double backward
+    assert cycle == 4 and products > 2 * (19 + 30)
     assert "fp32 on cpu" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--help"], None),
+    (["--epoch=3"], "floor.py: error: unknown option '--epoch=3'; did you mean --epochs?"),
+    (["--repeats=0"], "floor.py: error: --repeats=0: time at least one step"),
+])
+def test_floor_has_its_own_help_and_errors(capsys, args, message):
+    import floor
+    with pytest.raises(SystemExit) as exit_:
+        floor.main(args)
+    out, err = capsys.readouterr()
+    if message is None:
+        assert exit_.value.code == 0 and "The floor under a training step" in out and "--repeats" in out
+        assert "Adam learning rate" not in out  # basic_gan's own help is not floor.py's
+    else:
+        assert exit_.value.code == 2 and message in err

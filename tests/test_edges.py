@@ -298,7 +298,7 @@ def test_a_cpu_run_never_touches_the_gpus_random_states(gan, tiny_data, tmp_path
     monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("a GPU was touched"))
     monkeypatch.setattr(torch.cuda, "get_rng_state", lambda *a: pytest.fail("a GPU was touched"))
     gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
-    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["cuda_rng"] is None
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=True)["device_rng"] is None
 
 
 def test_sample_needs_about_one_samples_pt_of_memory(gan, tmp_path):
@@ -316,3 +316,17 @@ def test_sample_needs_about_one_samples_pt_of_memory(gan, tmp_path):
                              env={**os.environ, "MPLBACKEND": "Agg"}) for n in (1, 12000)]
     one, many = (int(run.communicate(timeout=120)[0].splitlines()[-1]) for run in runs)
     assert many - one < 1.5 * 12000 * 28 * 28 * 4  # 38 MB of samples; it was about 4 times that
+
+
+def test_the_resume_hint_after_a_first_run_is_main_itself(gan, monkeypatch):
+    """%run basic_gan.py stopped by Ctrl-C: the hint was basic_gan.main(...), a NameError there,
+    since %run puts main (not a module named basic_gan) among the notebook's names when it ends."""
+    from test_config import load_file
+    ran = load_file(gan.__file__, "ran_by_percent_run")
+    vars(ran)["__name__"] = "__main__"  # as %run runs it
+    monkeypatch.setattr(ran, "in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "IPython", SimpleNamespace(get_ipython=lambda: SimpleNamespace(
+        user_ns={"np": sys})))  # nothing of it there yet: the first %run
+    assert ran.resume_command() == "main(['--resume', '--out_dir=outputs'])"
+    del vars(ran)["__name__"]  # as %run leaves it once it ends: the hint a later cell prints
+    assert ran.resume_command() == "main(['--resume', '--out_dir=outputs'])"

@@ -235,3 +235,18 @@ def test_a_picture_the_os_will_not_open_is_said_in_words(gan, tmp_path, monkeypa
     gan.dataset, gan.data_dir, gan.image_size = "folder", str(tmp_path), 8
     assert len(gan.load_images()[0]) == 1
     assert f"{tmp_path / 'locked.png'} (permission denied)" in capsys.readouterr().err
+
+
+def test_hidden_files_and_folders_are_not_data(gan, tmp_path):
+    """Jupyter leaves .ipynb_checkpoints/ wherever a notebook was opened, macOS .DS_Store and ._
+    files: they were trained on, and with conditional .ipynb_checkpoints became a class."""
+    from test_conditional import class_folders
+    root = class_folders(tmp_path / "data")
+    (root / ".ipynb_checkpoints").mkdir()
+    Image.new("L", (12, 12), 255).save(root / ".ipynb_checkpoints" / "copy.png")
+    Image.new("L", (12, 12), 255).save(root / "cats" / "._0.png")  # AppleDouble, not a picture
+    (root / "cats" / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")
+    gan.dataset, gan.data_dir, gan.image_size, gan.conditional = "folder", str(root), 12, True
+    images, labels, classes = gan.load_images()
+    assert classes == ["cats", "dogs", "owls"] and len(images) == 36
+    assert not (images == 255).all(-1).all(-1).any()  # none of the white hidden copies

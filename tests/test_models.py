@@ -64,7 +64,7 @@ def test_the_average_draws_with_batchnorm_statistics_of_its_own_output(gan):
         for p in ema.parameters():
             p.add_(torch.randn_like(p))  # weights out of step with the statistics it holds
     weights = [p.clone() for p in ema.parameters()]
-    assert gan.settled(ema) is ema and gan.settled(None) is None
+    assert gan.settled(ema, 0) is ema and gan.settled(None, 0) is None
     with torch.no_grad():
         first = ema.net[0](torch.randn(20000, 8))  # what the first BatchNorm sees from fresh noise
     norm = ema.net[1]
@@ -73,7 +73,7 @@ def test_the_average_draws_with_batchnorm_statistics_of_its_own_output(gan):
     assert all(torch.equal(a, b) for a, b in zip(weights, ema.parameters()))  # only the statistics
     assert norm.momentum == 0.1 and ema.training  # as it was: a copy of G in training mode
     statistics = [b.clone() for b in ema.buffers()]
-    gan.settled(ema)  # its own fixed noise: the same statistics again, and no draw from torch's RNG
+    gan.settled(ema, 0)  # its own fixed noise: the same statistics again, and no draw from torch's RNG
     assert all(torch.equal(a, b) for a, b in zip(statistics, ema.buffers()))
 
 

@@ -29,9 +29,14 @@ def images_and_problems(cell):
 def test_run_and_import_show_grids_inline(tiny_data, tmp_path, monkeypatch):
     monkeypatch.delenv("MPLBACKEND")  # the kernel picks its own inline backend, as Jupyter does
     args = [*SMALL, "--epochs=1", "--info_step=8", f"--data_dir={tiny_data}"]  # 16 steps: 2 reports
-    cells = run_notebook([
-        f"%run {ROOT / 'basic_gan.py'} {' '.join(args)} --out_dir=a\nhint = resume_command()\nprint(hint)\n"
-        "get_ipython().run_cell(hint)",  # the hint after %run runs there: main() itself, no module named basic_gan
+    run = f"%run {ROOT / 'basic_gan.py'} {' '.join(args)} --out_dir=a"
+    cells = dict(zip(["run", "again", "hint", "edit", "main", "import", "figures", "typo", "sample",
+                      "refused", "imported hint"], run_notebook([
+        f"{run}\nhint = resume_command()\nprint(hint)\nget_ipython().run_cell(hint)",  # main() itself
+        run,  # the same cell again, the most common notebook habit: refused, with what to type
+        "get_ipython().run_cell(hint)",
+        "lr = 1e-3",  # a constant set in a later cell, in the names %run left
+        f"G, D, G_ema = main({[*args, '--out_dir=c', '--max_steps=2']!r})",
         f"import sys; sys.path.insert(0, {str(ROOT)!r})\nimport basic_gan\n"
         f"G, D, G_ema = basic_gan.main({[*args, '--out_dir=b']!r})",
         "import matplotlib.pyplot as plt; print(len(plt.get_fignums()), 'open figures')",
@@ -39,24 +44,32 @@ def test_run_and_import_show_grids_inline(tiny_data, tmp_path, monkeypatch):
         "basic_gan.main(['--sample=4', '--out_dir=b'])",
         "G, D, G_ema = basic_gan.main(['--out_dir=b'])",  # b holds a run: refused, and no TypeError
         "print(basic_gan.resume_command())",
-    ], tmp_path)
-    for cell in cells[:2]:
+    ], tmp_path)))
+    for cell in cells["run"], cells["import"]:
         images, problems = images_and_problems(cell)
         assert problems == []
         assert images == 2 * 2 + 1  # a fake and a real grid per report, and the last fake grid
-    assert "0 open figures" in cells[2].outputs[0].text
-    said = "".join(o.get("text", "") for o in cells[0].outputs)
+    assert "0 open figures" in cells["figures"].outputs[0].text
+    said = "".join(o.get("text", "") for o in cells["run"].outputs)
     assert "main(['--resume', '--out_dir=a'])\n" in said and "a has finished its 1 epoch (16 steps)" in said
+    said = "".join(o.get("text", "") for o in cells["again"].outputs)
+    assert "a holds a run (checkpoint.pt) that a new one would replace: go on with it with " \
+           "main(['--resume', '--out_dir=a'])" in said  # main itself: %run defined no basic_gan
+    assert "a has finished its 1 epoch" in cells["hint"].outputs[0].text  # the hint runs there
+    said = "".join(o.get("text", "") for o in cells["main"].outputs)
+    assert "note: taking lr=0.001, set after the constants cell" in said
+    assert torch.load(tmp_path / "c" / "checkpoint.pt", weights_only=True)["config"]["lr"] == 1e-3
     # An error is its one line, and the cell stops there: no SystemExit traceback, no IPython
     # "To exit: use 'exit'" warning, and no TypeError where the cell unpacks what main() returns.
-    assert [(o.output_type, o.get("name"), o.get("text"), o.get("traceback")) for o in cells[3].outputs] == [
+    assert [(o.output_type, o.get("name"), o.get("text"), o.get("traceback")) for o in cells["typo"].outputs] == [
         ("stream", "stderr", "basic_gan.py: error: unknown option --epoch; did you mean --epochs?\n", None),
         ("error", None, None, [])]
-    assert [o.output_type for o in cells[5].outputs] == ["stream", "error"]
-    assert "b holds a run (checkpoint.pt)" in cells[5].outputs[0].text and cells[5].outputs[1].traceback == []
-    assert cells[6].outputs[0].text == "basic_gan.main(['--resume', '--out_dir=b'])\n"  # not the shell's form
-    assert [o.output_type for o in cells[4].outputs] == ["stream"]  # "wrote 4 samples", no tensor
-    assert "wrote 4 samples" in cells[4].outputs[0].text
+    assert [o.output_type for o in cells["refused"].outputs] == ["stream", "error"]
+    assert "b holds a run (checkpoint.pt)" in cells["refused"].outputs[0].text
+    assert cells["refused"].outputs[1].traceback == []
+    assert cells["imported hint"].outputs[0].text == "basic_gan.main(['--resume', '--out_dir=b'])\n"
+    assert [o.output_type for o in cells["sample"].outputs] == ["stream"]  # "wrote 4 samples", no tensor
+    assert "wrote 4 samples" in cells["sample"].outputs[0].text
     assert not list((tmp_path / "a").glob("*_step*.png"))  # shown inline, not saved as files
 
 

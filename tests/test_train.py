@@ -55,7 +55,7 @@ def test_saved_models_rebuild_from_their_own_file(trained, gan):
     D = gan.Discriminator(d["config"]["d_widths"])
     D.load_state_dict(d["state_dict"])
     assert G.eval()(torch.randn(3, 8)).shape == (3, 784) and D(torch.zeros(3, 784))[0].shape == (3, 1)
-    measured = gan.settled(copy.deepcopy(G))  # G's BatchNorm statistics are its own output's
+    measured = gan.settled(copy.deepcopy(G), g["config"]["seed"])  # its statistics: its output's
     assert all(torch.equal(a, b) for a, b in zip(measured.buffers(), G.buffers()))
 
 
@@ -387,3 +387,46 @@ def test_a_report_averages_every_step_since_the_last_one_across_a_save(gan, tiny
     gan.main([*RUN, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--max_steps=18"])  # saves at 16, 18
     recent = load(tmp_path / "checkpoint.pt")["run"]["recent"]
     assert len(recent) == 3 and {"D_real", "D_fake", "G", "D(x)", "D(G(z))"} <= set(recent[0])  # 16, 17, 18
+
+
+def test_a_generator_from_any_save_draws_with_statistics_of_its_own_output(gan, trained, tmp_path):
+    """An epoch's save before the last one (what a hard kill leaves) held G_ema's averaged BatchNorm
+    statistics, the last save measured ones: --sample after a kill drew worse than it could."""
+    run = copy_of(trained[0], tmp_path)
+    checkpoint = load(run / "checkpoint.pt")
+    config = checkpoint["config"]
+    G_ema = gan.Generator(config["z_dim"], config["g_widths"])
+    G_ema.load_state_dict(checkpoint["G_ema"])  # the average as it trains: its statistics averaged
+    vars(gan).update({k: config[k] for k in gan.DEFAULTS}, out_dir=str(run))
+    gan.save_models(G_ema, G_ema, None)  # what an epoch's save writes
+    unsettled = load(run / "generator.pth")["state_dict"]
+    measured = gan.settled(copy.deepcopy(G_ema), config["seed"])
+    loaded = gan.load_generator(run / "generator.pth")
+    assert not torch.equal(unsettled["net.1.running_mean"], measured.net[1].running_mean)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.buffers(), measured.buffers()))
+
+
+def test_a_stop_on_the_last_step_ends_the_run_as_it_would(gan, tiny_data, tmp_path, monkeypatch, capsys):
+    """It printed a resume command that answered "has finished", and left no final grid,
+    progress.png or losses.png, which no later command writes."""
+    step = gan.train_step
+    monkeypatch.setattr(gan, "train_step", lambda *a, **k: (step(*a, **k), gan.STOP.append(2))[0])
+    gan.main([*RUN, "--epochs=1", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--max_steps=1"])
+    out, err = capsys.readouterr()
+    assert "stopped" not in err and "Continue with" not in err
+    assert {"progress.png", "losses.png", "fake_step000001.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert load(tmp_path / "checkpoint.pt")["run"]["step"] == 1
+
+
+def test_a_resume_past_the_length_asked_for_says_where_the_run_is(gan, tiny_data, tmp_path, capsys):
+    """A run stopped at step 20 of 12 epochs (192 steps), resumed with --epochs=1 (16 steps), said it
+    had "finished its 1 epoch (20 steps)" and offered --epochs=2, which is past too."""
+    gan.main([*RUN, "--epochs=12", "--max_steps=20", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    capsys.readouterr()
+    gan.main(["--resume", "--epochs=1", f"--out_dir={tmp_path}"])
+    out = capsys.readouterr().out
+    assert f"{tmp_path} is at step 20, past the 16 steps of 1 epoch: nothing to do. To go on: " \
+           f"python basic_gan.py --resume --out_dir={tmp_path}\n" in out  # its own 12 epochs
+    gan.main([*RUN, "--epochs=1", "--max_steps=20", f"--data_dir={tiny_data}", f"--out_dir={tmp_path / 'b'}"])
+    gan.main(["--resume", f"--out_dir={tmp_path / 'b'}", "--epochs=1"])
+    assert "finished its 1 epoch (16 steps)" in capsys.readouterr().out
