@@ -19,13 +19,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.tensorboard import SummaryWriter
 from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
-# and for the plumbing below the story
-import argparse, ast, difflib, gzip, linecache, os, re, shlex, shutil, signal, threading
-import unicodedata, warnings, zlib  # noqa: E401
-from types import SimpleNamespace
-from PIL import Image, ImageOps, UnidentifiedImageError
-from torchvision import datasets
-from torchvision.transforms.v2 import functional as TF
 
 # %% the constants: edit them here, or override them: python basic_gan.py --name=value
 epochs = 40                # passes over the 60k training images (4 to 10 min on a 2-core CPU)
@@ -61,11 +54,13 @@ label = ""                 # the class --sample draws from a conditional G; "" =
 DEFAULTS = {k: v for k, v in globals().items() if k.islower() and not k.startswith("_")
             and isinstance(v, (bool, int, float, str, tuple, list, Path, type(None)))}
 
+
 # %% show(): a grid of images, inline in a notebook, in a window on a desktop, else a PNG file
 def grid(images, nrow=8):
     """Images in [-1, 1], in any layout, as one picture in [0, 1]."""
     images = images.detach().float().cpu().view(-1, channels, image_size, image_size)
     return make_grid(images, nrow=nrow, normalize=True, value_range=(-1, 1))
+
 
 def show(images, title, step=0):
     backend = matplotlib.get_backend().lower()
@@ -80,6 +75,7 @@ def show(images, title, step=0):
         return plt.close(fig)
     save_figure(fig, Path(out_dir) / f"{title}_step{step:06d}.png")
 
+
 # %% data: the training images decoded once into one uint8 tensor, batched by a DataLoader
 def load_images(split="train"):
     """A split's images (uint8, N x channels x image_size²), each one's class, their names."""
@@ -88,17 +84,21 @@ def load_images(split="train"):
     images = fit(load_digits(split).unsqueeze(1))  # 28 x 28 gray, or as image_size, channels ask
     return images, *load_labels(split, len(images))  # from the label file, where conditional
 
+
 def make_dataloader(images, labels, epoch, start=0):
     """An epoch's batches from `start` on, in a (seed, epoch) order: one gather each, no Python per
     image (the sampler hands over a batch of indices at a time), and a resume replays the order."""
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(hash((seed, epoch))))
+    shuffle = torch.Generator().manual_seed(hash((seed, epoch)))
+    order = torch.randperm(len(images), generator=shuffle)
     batches = order[: len(images) // batch_size * batch_size].view(-1, batch_size)[start:]
     return DataLoader(TensorDataset(images, labels), sampler=batches.to(images.device),
                       batch_size=None, generator=torch.Generator())  # its own: not z's seed
 
+
 def to_model_range(batch):
     """uint8 pixels in [0, 255] to flat float images in [-1, 1], the range of G's tanh."""
     return batch.flatten(1).float().div(127.5).sub(1)
+
 
 # %% models: the seed course's MLPs
 class Generator(nn.Module):
@@ -116,12 +116,14 @@ class Generator(nn.Module):
             z = torch.cat([z, self.embed(labels)], 1)
         return self.net(z)
 
+
 class BatchSpread(nn.Module):
     """Minibatch standard deviation (Karras et al. 2018): the batch's mean feature spread, as one
     more feature of each image, so D sees a batch of fakes that are too alike: G collapsing."""
     def forward(self, x):
         spread = x.float().std(0, unbiased=False).mean().expand(len(x), 1)  # summed in fp32
         return torch.cat([x, spread.to(x.dtype)], 1)
+
 
 class Discriminator(nn.Module):
     def __init__(self, widths, pixels=28 * 28, classes=0):
@@ -143,11 +145,6 @@ class Discriminator(nn.Module):
         projection = (self.embed(labels) * features).sum(1, keepdim=True)  # 2018)
         return logits[:, :1] + projection, logits[:, 1:]  # and D's guess of each class (AC-GAN)
 
-def make_ema(G):
-    """A copy of G that follows a running average of its weights (ema_update, below, moves it
-    after every step): it draws the better digits, and the last save gives it BatchNorm statistics
-    measured on its own output (settled, below). It only samples, so it needs no gradients."""
-    return copy.deepcopy(G).requires_grad_(False)
 
 # %% the two players, an Adam optimizer each, and the average of G that draws the samples
 def make_models(dev, classes=0):  # classes: how many, for a conditional GAN
@@ -157,17 +154,20 @@ def make_models(dev, classes=0):  # classes: how many, for a conditional GAN
     fused = dev.type in ("cpu", "cuda")  # one kernel for all of Adam's math: 1.2x a CPU step
     opt_g = torch.optim.Adam(G.parameters(), lr, betas=(beta1, beta2), fused=fused)
     opt_d = torch.optim.Adam(D.parameters(), lr, betas=(beta1, beta2), fused=fused)
-    G_ema = make_ema(G) if ema_decay > 0 else None
+    G_ema = make_ema(G) if ema_decay > 0 else None  # the average of G's weights: it draws
     return G, D, G_ema, opt_g, opt_d
 
+
 # %% one training step: D learns to tell real from fake, then G learns to fool D
-criterion = nn.BCEWithLogitsLoss()  # BCE on D's logit: -log D(x) for a label 1, -log(1 - D(x)) for 0
+criterion = nn.BCEWithLogitsLoss()  # on D's logit: -log D(x) for a label 1, -log(1 - D(x)) for 0
 D_CLASS_WEIGHT, G_CLASS_WEIGHT = 0.5, 4.0  # conditional: the class loss's pull on D and on G
+
 
 def r1_penalty(real, real_logit):
     # R1 (Mescheder et al. 2018): a D that is flat around real digits cannot push G into one mode.
     grad, = torch.autograd.grad(real_logit.sum(), real, create_graph=True)
     return r1_gamma / 2 * grad.square().sum(1).mean()
+
 
 def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, learn_g=True,
                autocast=contextlib.nullcontext):
@@ -182,8 +182,8 @@ def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, learn_g=True
         with torch.set_grad_enabled(learn_g):  # G's graph only where G learns from this batch
             fake = G(z, labels)  # one G forward serves both updates: detached for D, attached for G
         (real_logit, real_classes), (fake_logit, _) = D(real, labels), D(fake.detach(), labels)
-        losses = {"D_real": criterion(real_logit, torch.ones_like(real_logit)),   # -log D(x)
-                  "D_fake": criterion(fake_logit, torch.zeros_like(fake_logit))}  # -log(1 - D(G(z)))
+        losses = {"D_real": criterion(real_logit, torch.ones_like(real_logit)),  # -log D(x)
+                  "D_fake": criterion(fake_logit, torch.zeros_like(fake_logit))}  # -log(1-D(G(z)))
         d_loss = losses["D_real"] + losses["D_fake"]
         if labels is not None:  # conditional: D also learns to name real images' classes (AC-GAN,
             losses["D_class"] = nn.functional.cross_entropy(real_classes, labels)  # Odena 2017)
@@ -211,20 +211,13 @@ def train_step(G, D, opt_g, opt_d, real, labels=None, use_r1=False, learn_g=True
     g_loss.backward()
     opt_g.step()
     D.requires_grad_(True)
-    return {name: value.detach() for name, value in losses.items()}  # tensors: nothing waits on them
+    return {name: value.detach() for name, value in losses.items()}  # tensors: nothing waits
+
 
 def lr_at(step, total_steps):
     """lr, constant at first, then falling linearly to 0 over the last lr_decay of training."""
     return lr * min(1.0, (total_steps - step) / (lr_decay * total_steps)) if lr_decay > 0 else lr
 
-def set_lr(opt_g, opt_d, step, total_steps):
-    """D's lr, and G's n_critic times it, since G learns on every n_critic-th step only."""
-    lr_now = lr_at(step, total_steps)
-    for group in opt_d.param_groups:
-        group["lr"] = lr_now
-    for group in opt_g.param_groups:
-        group["lr"] = lr_now * n_critic
-    return lr_now
 
 # %% the training loop: for each epoch, for each batch, one step; a report every info_step
 def train(checkpoint=None):
@@ -237,10 +230,13 @@ def train(checkpoint=None):
             bar = tqdm(make_dataloader(images, labels, epoch, done), initial=done, leave=False,
                        desc=f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch)
             for batch, batch_labels in bar:
-                lr_now = set_lr(opt_g, opt_d, step, total_steps)
+                lr_now = lr_at(step, total_steps)  # G's n_critic x it, as it learns n_critic x less
+                for opt, share in ((opt_d, 1), (opt_g, n_critic)):
+                    opt.param_groups[0]["lr"] = lr_now * share
                 real, use_r1 = to_model_range(batch), r1_gamma > 0 and step % r1_every == 0
-                losses = train_step(G, D, opt_g, opt_d, real, batch_labels if conditional else None,
-                                    use_r1, learn_g=(step + 1) % n_critic == 0, autocast=run.autocast)
+                labels_now = batch_labels if conditional else None
+                losses = train_step(G, D, opt_g, opt_d, real, labels_now, use_r1,
+                                    learn_g=(step + 1) % n_critic == 0, autocast=run.autocast)
                 ema_update(G_ema, G, step, lr_now / lr)  # the average of G moves towards G
                 run.recent.append(losses)
                 step += 1
@@ -255,21 +251,18 @@ def train(checkpoint=None):
     finish(run, step, G_ema or G)
     return G, D, G_ema
 
+
 def report(run, step, G, real, lr_now):
     """Every info_step: the mean losses and D's beliefs since the last report, and both grids."""
     mean, run.recent = mean_losses(run, step), []  # since the last report, read back in one go
     images_per_s = log_scalars(run, step, mean, lr_now)
-    extra = "".join(f", {name.replace('_', ' ')} {mean[name]:.3f}"
-                    for name in ("R1", "D_class", "G_class") if name in mean)
-    g_loss = f"{mean['G']:.3f}" if "G" in mean else "-"  # "-": G learned on none of these steps
-    tqdm.write(f"step {step}: D loss {mean['D_real'] + mean['D_fake']:.3f} (real {mean['D_real']:.3f} "
-               f"+ fake {mean['D_fake']:.3f}), G loss {g_loss}, D(x) {mean['D(x)']:.2f}, "
-               f"D(G(z)) {mean['D(G(z))']:.2f}{extra}, {images_per_s:.0f} img/s")
+    tqdm.write(report_line(step, mean, images_per_s))  # step 500: D loss 1.36 (real 0.68 + ...
     fake = generate(G, run.fixed_noise, run.fixed_labels)  # the same each time: G's progress
-    run.progress.append(fake[:8])  # a row for the progress strip at the end
+    run.progress.append(fake.add(1).mul(127.5).round().byte())  # for progress.png and .gif
     for tag, images in (("fake", fake), ("real", real[:64])):
         show(images, tag, step)
         run.writer.add_image(f"images/{tag}", grid(images), step)
+
 
 # %% saving the weights (after every epoch, so also at the end), and drawing new digits
 def save_models(G, D, G_ema, classes=()):  # classes: their names, for a conditional G
@@ -279,6 +272,7 @@ def save_models(G, D, G_ema, classes=()):  # classes: their names, for a conditi
         atomic_save({"state_dict": moved(model.state_dict(), "cpu"), "config": config(),
                      "classes": list(classes)}, Path(out_dir) / name)  # a plain torch.load reads it
 
+
 @torch.no_grad()
 def generate(G, noise, labels=None):  # labels: the class of each, for a conditional G
     check_labels(G, labels)
@@ -287,11 +281,22 @@ def generate(G, noise, labels=None):  # labels: the class of each, for a conditi
     G.train(training)
     return images
 
+
 # %% ==== plumbing a learner need not read: set-up, files, checkpoints, command line, checks ====
+import argparse, ast, difflib, gzip, linecache, os, re, shlex, shutil, signal  # noqa: E401
+import threading, unicodedata, warnings, zlib  # noqa: E401
+from types import SimpleNamespace
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+from torchvision import datasets
+from torchvision.transforms.v2 import functional as TF
+
 STOP = []  # Ctrl-C and SIGTERM only record the signal here; the loop stops between two steps
+
+
 @contextlib.contextmanager
 def training_run(checkpoint):
-    """All around the loop: the lock, device, data, the run's record, TensorBoard, Ctrl-C, faults."""
+    """All around the loop: the lock, device, data, the run's record, TensorBoard, Ctrl-C."""
     with only_this_run_in(Path(out_dir)), writing(Path(out_dir) / "runs"):
         if checkpoint is None:
             keep_the_run_there()
@@ -315,8 +320,9 @@ def training_run(checkpoint):
         stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum)) for s in (
             signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread()}
         try:
-            with SummaryWriter(Path(out_dir) / "runs" / run.run_name,  # a resume drops what a
-                               purge_step=run.step or None) as run.writer:  # killed run logged past it
+            # purge_step: a resume drops what a killed run logged after its checkpoint
+            with SummaryWriter(Path(out_dir) / "runs" / run.run_name,
+                               purge_step=run.step or None) as run.writer:
                 if run.step == 0:  # the hyperparameters as a table; a resumed run appends
                     run.writer.add_text("hyperparameters", "|name|value|\n|-|-|\n" + "\n".join(
                         f"|{k}|{v}|" for k, v in config().items()))
@@ -324,8 +330,10 @@ def training_run(checkpoint):
         finally:
             for s, handler in stops.items():
                 signal.signal(s, handler)
+
+
 def start(run, checkpoint, *parts):
-    """The step to go on from: 0 with the noise the grids show, or a checkpoint's, with its state."""
+    """The step to go on from: 0 with the noise the grids show, or a checkpoint's, and its state."""
     if checkpoint is None:  # drawn after the models, as the runs before this function were
         rows = torch.arange(len(run.classes), device=run.device).repeat_interleave(8)  # 8 a class
         run.fixed_labels = rows if conditional else None
@@ -340,6 +348,8 @@ def start(run, checkpoint, *parts):
     print(f"resuming {run.run_name} at step {run.step}")
     vars(run).update(moved(vars(run), run.device))  # the losses since the last report, the noise
     return run.step
+
+
 def same_data_and_precision(run, data, prec):
     if run.data != data:
         fail(f"{data_dir} holds {data['images']} {dataset} images (crc32 {data['crc32']:08x}), "
@@ -348,6 +358,8 @@ def same_data_and_precision(run, data, prec):
     if run.precision != prec:
         print(f"note: {out_dir} trained in {run.precision}, goes on in {prec}: not bit-exact")
         run.precision = prec
+
+
 def training_data(dev):
     """The training images and their classes, on the device, and what a checkpoint records."""
     images, labels, classes = load_images("train")
@@ -359,22 +371,37 @@ def training_data(dev):
              f"{batch_size}: set --batch_size to at most {len(images)}")
     data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
     if dev.type == "cuda" and images.nbytes > torch.cuda.mem_get_info(dev)[0] / 2:  # it goes there
-        fail(f"{len(images)} images need {images.nbytes / 1e9:.1f} GB, more than half of what is free"
-             f" on {dev}: try a smaller --image_size, or --device=cpu")
+        fail(f"{len(images)} images need {images.nbytes / 1e9:.1f} GB, more than half of what is "
+             f"free on {dev}: try a smaller --image_size, or --device=cpu")
     return images.to(dev), labels.to(dev), classes, data  # 47 MB as uint8: on a GPU it stays
+
+
+def make_ema(G):
+    """A copy of G that follows a running average of its weights (ema_update moves it
+    after every step): it draws the better digits, and the last save gives it BatchNorm statistics
+    measured on its own output (settled). It only samples, so it needs no gradients."""
+    return copy.deepcopy(G).requires_grad_(False)
+
+
 @torch.no_grad()
 def ema_update(G_ema, G, step, lr_share=1.0):
     """Move the average towards G, BatchNorm's statistics too (settled measures them at the end).
     It spans at most the last twentieth of the steps so far, so it keeps up with a G that still
     changes fast, and at most about 1 / (1 - ema_decay) steps while the lr is at its peak, up to 10
-    times that as the lr falls (lr_share: lr now / its peak): a run stopped early draws from a recent
-    G, the end of a long one from a long, even average. The decay is a Python number: nothing waits."""
+    times that as the lr falls (lr_share: lr now / its peak): a run stopped early draws from a
+    recent G, the end of a long one from a long, even average. The decay is a Python number:
+    nothing waits for the device."""
     if G_ema is None:
         return
     longest = 1 - (1 - ema_decay) * max(lr_share, 0.1)
     decay = min((1 + step) / (21 + step), longest) if step else 0.0  # the first: a copy of G
-    floats = lambda net: [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
     torch._foreach_lerp_(floats(G_ema), floats(G), 1 - decay)  # one call for all of G's weights
+
+
+def floats(net):  # its weights and BatchNorm's statistics (not the count of batches it saw)
+    return [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
+
+
 @torch.no_grad()
 def settled(G_ema, seed, n=16384, chunk=1024):
     """G_ema, its BatchNorm statistics measured on n of its own images, for the last save. Its
@@ -398,6 +425,8 @@ def settled(G_ema, seed, n=16384, chunk=1024):
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     return G_ema.train(training)
+
+
 def pick_device(say=False):
     """The device and precision to train in. auto: a CUDA GPU this torch can run on (if not, the
     reason is said), then a Mac's MPS, then the CPU. bf16 only where a CPU has it natively (AVX2
@@ -411,46 +440,60 @@ def pick_device(say=False):
     native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     auto = "bf16" if dev.type == "cpu" and native_bf16 else "fp32"
     return dev, auto if precision == "auto" else precision
+
+
 def device_name(dev):
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"CPU with {torch.backends.cpu.get_cpu_capability()}" if dev.type == "cpu" else dev.type.upper()
+    if dev.type == "cpu":
+        return f"CPU with {torch.backends.cpu.get_cpu_capability()}"
+    return dev.type.upper()
+
+
 def cuda_problem(index=0):
-    """Why torch cannot train on the CUDA GPU here, in words; None where it can, or there is none."""
+    """Why torch cannot train on the CUDA GPU here, in words; None where it can or there is none."""
     if not torch.cuda.is_available():
         if torch.version.cuda is None:
             return None  # a torch built for the CPU (or a Mac)
         try:
-            torch.cuda.init()  # raises again, with the reason, where is_available() only warned once
+            torch.cuda.init()  # raises, with the reason: is_available() only warned, and once
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             return None if re.search(r"no NVIDIA driver|no CUDA GPUs", reason) else (
                 f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use the GPU: "
                 f"{reason[:160]}")
         return None
-    name, (major, minor) = torch.cuda.get_device_name(index), torch.cuda.get_device_capability(index)
+    name = torch.cuda.get_device_name(index)
+    major, minor = torch.cuda.get_device_capability(index)
     if not has_kernels(major, minor, torch.cuda.get_arch_list()):
         built = ", ".join(a for a in torch.cuda.get_arch_list() if a.startswith("sm_"))
         return (f"this torch has no kernels for the {name} (sm_{major}{minor}), only for {built}: "
                 f"pip install torch=={torch.__version__.split('+')[0]} torchvision --index-url "
                 f"https://download.pytorch.org/whl/cu126 (CUDA 12.6 builds run sm_50 to sm_90)")
     return None
+
+
 def has_kernels(major, minor, arch_list):
     """sm_XY code runs on GPUs of capability X.Y to X.9; compute_XY (PTX) on X.Y and up."""
     def version(arch):
         return int(re.sub(r"[^0-9]", "", arch.split("_")[1]))
     return any(a.startswith("sm_") and version(a) // 10 == major and version(a) % 10 <= minor
                or a.startswith("compute_") and version(a) <= 10 * major + minor for a in arch_list)
+
+
 def plan(num_images):
-    """Steps per epoch, the steps the lr schedule spans, where this command stops, and how often it
-    reports: every info_step, or 3 times in all (each step, below 6) where that makes fewer than 2."""
+    """Steps per epoch, the steps the lr schedule spans, where this command stops, and how often
+    it reports: every info_step, or 3 times in all (each step, below 6) where that makes fewer
+    than 2."""
     steps = num_images // batch_size
     total = epochs * steps
     last = min(total, max_steps or total)
     return steps, total, last, info_step if last >= 2 * info_step else max(1, last // 3)
+
+
 def mean_losses(run, step):
-    """Each loss's mean since the last report (R1's over its steps), read at once, checked as finite.
-    A save checks them too, and leaves them to the next report."""
+    """Each loss's mean since the last report (R1's over its steps), read at once, checked as
+    finite. A save checks them too, and leaves them to the next report."""
     since, names = step - len(run.recent), dict.fromkeys(n for losses in run.recent for n in losses)
     means = torch.stack([torch.stack([s[n] for s in run.recent if n in s]).float().mean()
                          for n in names]).tolist() if names else []
@@ -459,6 +502,18 @@ def mean_losses(run, step):
         fail(f"between steps {since} and {step} the loss is not finite "
              f"({', '.join(f'{k} {v:.3g}' for k, v in mean.items())}). {checkpoint_left()}", code=1)
     return mean
+
+
+def report_line(step, mean, images_per_s):
+    extra = "".join(f", {name.replace('_', ' ')} {mean[name]:.3f}"
+                    for name in ("R1", "D_class", "G_class") if name in mean)
+    g_loss = f"{mean['G']:.3f}" if "G" in mean else "-"  # "-": G learned on none of these steps
+    return (f"step {step}: D loss {mean['D_real'] + mean['D_fake']:.3f} "
+            f"(real {mean['D_real']:.3f} + fake {mean['D_fake']:.3f}), G loss {g_loss}, "
+            f"D(x) {mean['D(x)']:.2f}, D(G(z)) {mean['D(G(z))']:.2f}{extra}, "
+            f"{images_per_s:.0f} img/s")
+
+
 def log_scalars(run, step, mean, lr_now):
     """The report's numbers to TensorBoard; images/s counts this process's steps only."""
     seconds = time.perf_counter() - run.timer[0]
@@ -471,6 +526,8 @@ def log_scalars(run, step, mean, lr_now):
     run.writer.add_scalar("charts/lr", lr_now, step)
     run.writer.add_scalar("charts/images_per_s", images_per_s, step)
     return images_per_s
+
+
 def save_run(run, step, G, D, G_ema, opt_g, opt_d):
     """The checkpoint and the weights, after every epoch; then stop, on Ctrl-C."""
     if run.recent:
@@ -485,6 +542,8 @@ def save_run(run, step, G, D, G_ema, opt_g, opt_d):
         print(f"\nstopped at step {step}, checkpoint saved. Continue with: "
               f"{resume_command()}", file=sys.stderr)
         raise SystemExit(128 + STOP[0])  # 130 for Ctrl-C, 143 for SIGTERM
+
+
 def resume_command(*more):  # what goes on, as it is typed where it is shown
     if in_notebook():  # main() itself after %run or a pasted cell; basic_gan.main() if imported
         names = sys.modules["IPython"].get_ipython().user_ns
@@ -493,14 +552,18 @@ def resume_command(*more):  # what goes on, as it is typed where it is shown
                                       vars(v).get("main") is main), "basic_gan.")  # its name there
         return f"{module}main({['--resume', f'--out_dir={out_dir}', *more]!r})"
     return " ".join(["python basic_gan.py --resume", f"--out_dir={shlex.quote(out_dir)}", *more])
+
+
 def finish(run, step, G):
-    """The end of training: a last grid, the digits forming row by row, and the loss curve."""
+    """The end of training: a last grid, the digits forming (row by row, and as a moving picture),
+    and the loss curve."""
     show(generate(G, run.fixed_noise, run.fixed_labels), "fake", step)
     if run.progress:
-        rows = torch.stack(run.progress).cpu()
-        rows = rows[torch.linspace(0, len(rows) - 1, min(len(rows), 10)).round().long()]
+        frames = torch.stack(run.progress).cpu().float().div(127.5).sub(1)  # each report's grid
+        rows = frames[evenly(len(frames), 10), :8]
         with writing(Path(out_dir) / "progress.png"):
             save_image(grid(rows), Path(out_dir) / "progress.png")
+        save_gif(frames[evenly(len(frames), 100)], Path(out_dir) / "progress.gif")
     if run.history:
         steps, g, d = zip(*run.history)
         fig = plt.figure(figsize=(6, 3))
@@ -508,14 +571,35 @@ def finish(run, step, G):
         plt.xlabel("step"), plt.legend(["G loss", "D loss"]), plt.tight_layout()
         save_figure(fig, Path(out_dir) / "losses.png")
     print(f"saved {Path(out_dir) / 'generator.pth'} and {Path(out_dir) / 'discriminator.pth'}")
+
+
+def evenly(n, most):  # at most `most` of n things, evenly spread, the first and the last among them
+    return torch.linspace(0, n - 1, min(n, most)).round().long()
+
+
+def save_gif(frames, path):
+    """The fixed noise's grid at each report as the frames of a GIF, the last held; shown inline
+    in a notebook, as the grids are."""
+    pictures = [Image.fromarray(grid(f).mul(255).round().byte().permute(1, 2, 0).numpy())
+                for f in frames]
+    with writing(path):
+        pictures[0].save(path, save_all=True, append_images=pictures[1:], loop=0,
+                         duration=[150] * (len(pictures) - 1) + [2000])
+    if in_notebook() and "inline" in matplotlib.get_backend().lower():
+        from IPython.display import Image as Picture, display
+        display(Picture(filename=str(path)))
+
+
 def save_figure(fig, path):
     with writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
+
+
 def sample_digits(n):
-    """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples/, samples.png and more.
-    Stopped or refused part way, it leaves the samples from before whole."""
+    """n new digits from out_dir/generator.pth, in [0, 1]: samples.pt, samples/, samples.png and
+    more. Stopped or refused part way, it leaves the samples from before whole."""
     try:
         G, out = load_generator(Path(out_dir) / "generator.pth", n), Path(out_dir)  # n must fit
     except BadFile as e:
@@ -525,12 +609,15 @@ def sample_digits(n):
         torch.manual_seed(seed)
         images, labels = torch.empty(n, channels, image_size, image_size), labels_to_draw(G, n)
         for chunk, classes in zip(images.split(2000), labels.split(2000)):  # activations stay small
-            chunk.copy_((generate(G, torch.randn(len(chunk), G.z_dim), classes).view_as(chunk) + 1) / 2)
+            drawn = generate(G, torch.randn(len(chunk), G.z_dim), classes)
+            chunk.copy_((drawn.view_as(chunk) + 1) / 2)
         save_samples(images, labels, G, out)
     except KeyboardInterrupt:
         fail("stopped: the samples from before are as they were", code=130)
     finally:  # what a stopped or refused write left aside goes
         shutil.rmtree(out / "samples.tmp", ignore_errors=True)
+
+
 def save_samples(images, labels, G, out):
     # interpolation.png: lines through the noise space; smooth changes mean G learned digits.
     preview, per_row, drawn = images[:256], math.ceil(min(len(images), 256) ** 0.5), labels.unique()
@@ -554,12 +641,15 @@ def save_samples(images, labels, G, out):
     shown = f"{per_row} a class" if len(drawn) > 1 else f"the first {len(preview)}"
     print(f"wrote {len(images)} samples to {out / 'samples.pt'} ({images.nbytes / 1e6:.1f} MB) and "
           f"{out / 'samples'}/, {shown} to samples.png, and interpolation.png")
+
+
 def save_pngs(images, labels, classes, folder):
     """Each sample as a PNG: all in one folder (what pytorch-fid and torch-fidelity read), or with
     classes a folder each, numbered in G's order (what ImageFolder reads: its targets are G's)."""
     with writing(folder):
         digits = len(str(len(classes) - 1))
-        wheres = [folder / f"{k:0{digits}d}_{name.replace('/', '-')}" for k, name in enumerate(classes)]
+        wheres = [folder / f"{k:0{digits}d}_{name.replace('/', '-')}"
+                  for k, name in enumerate(classes)]
         for y in labels.unique().tolist() if classes else ():  # the classes drawn
             wheres[y].mkdir(parents=True)
         folder.mkdir(exist_ok=True)
@@ -569,22 +659,29 @@ def save_pngs(images, labels, classes, folder):
                                                  labels[start: start + 2000].tolist()), start):
                 picture = picture[..., 0] if channels == 1 else picture  # H x W gray, H x W x 3
                 Image.fromarray(picture).save((wheres[y] if classes else folder) / f"{i}.png")
+
+
 def check_disk(n, out):
     """Refuse, before writing a million PNGs, samples that would not fit on the disk."""
     need = n * (channels * image_size ** 2 * 4 + 4096)  # samples.pt, and a PNG a block at least
     free = shutil.disk_usage(next(p for p in (out, *out.parents) if p.exists())).free
     if need > free:
-        fail(f"{n} samples need about {need / 1e9:.1f} GB on disk (samples.pt and a PNG each), more "
-             f"than the {free / 1e9:.1f} GB free: try --sample={free * n // need}")
+        fail(f"{n} samples need about {need / 1e9:.1f} GB on disk (samples.pt and a PNG each), "
+             f"more than the {free / 1e9:.1f} GB free: try --sample={free * n // need}")
+
+
 def check_labels(G, labels):  # for your own code: a ValueError in words, not torch's IndexError
     classes = G.embed.num_embeddings if G.embed is not None else 0
     if classes and (labels is None or not 0 <= int(labels.min()) <= int(labels.max()) < classes):
         raise ValueError(f"this generator is conditional: pass labels, a class number from 0 to "
                          f"{classes - 1} for each noise vector")
+
+
 def labels_to_draw(G, n):
     """The class of each sample: --label's, or each class in turn; all 0 for an unconditional G."""
     if label and not G.classes:
-        fail(f"--label={label}: this generator draws no classes (it trained with conditional=False)")
+        fail(f"--label={label}: this generator draws no classes "
+             f"(it trained with conditional=False)")
     if not label:
         return torch.arange(n) % max(1, len(G.classes))
     label_ = unicodedata.normalize("NFC", label)  # as the folder names are
@@ -595,6 +692,7 @@ def labels_to_draw(G, n):
     k = G.classes.index(label_) if label_ in G.classes else int(label)  # a name always wins
     print(f"drawing class {k}, {G.classes[k]!r}")
     return torch.full((n,), k)
+
 
 # ---- the data's file formats: IDX files, torchvision's download, folders of pictures ----
 def read_idx(path):
@@ -610,17 +708,26 @@ def read_idx(path):
     shape = [int.from_bytes(raw[4 * i: 4 * i + 4], "big") for i in range(1, magic - 2047)]
     if len(raw) != (size := 4 + 4 * len(shape) + math.prod(shape)):
         fail(f"{path} is truncated or corrupt: {len(raw)} bytes, its header says {size}")
-    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=4 + 4 * len(shape)).view(shape)
+    pixels = torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=4 + 4 * len(shape))
+    return pixels.view(shape)
+
+
 def find_idx(folder, split="train", kind="images"):
     """The IDX file of one split in a folder that holds the files directly, or None."""
-    name = f"{'t10k' if split == 'test' else 'train'}-{kind}-idx{1 if kind == 'labels' else 3}-ubyte"
+    dims = 1 if kind == "labels" else 3
+    name = f"{'t10k' if split == 'test' else 'train'}-{kind}-idx{dims}-ubyte"
     return next((p for p in (Path(folder, name), Path(folder, name + ".gz")) if p.is_file()), None)
+
+
 def idx_file(split, kind="images"):  # in data_dir itself, or where torchvision downloads to
     raw = Path(data_dir) / dataset / "raw"
     return find_idx(data_dir, split, kind) or find_idx(raw, split, kind)
+
+
 def load_digits(split="train"):
-    """MNIST's or Fashion-MNIST's 28 x 28 images, from IDX files in data_dir or data_dir/DATASET/raw,
-    gzipped or not. Where there are none, torchvision downloads them there (mirrors, md5 checks)."""
+    """MNIST's or Fashion-MNIST's 28 x 28 images, from IDX files in data_dir or
+    data_dir/DATASET/raw, gzipped or not. Where there are none, torchvision downloads them there
+    (mirrors, md5 checks)."""
     raw = Path(data_dir) / dataset / "raw"
     if not idx_file(split):
         made = [d for d in (raw, *raw.parents) if not d.exists()]  # deepest first
@@ -632,11 +739,14 @@ def load_digits(split="train"):
                     d.rmdir()
             reason = str(e).strip().splitlines()[-1][:120] if str(e).strip() else type(e).__name__
             fail(f"{dataset} is not in {raw} and could not be downloaded ({reason}). Put "
-                 f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz"
-                 f" and t10k-labels-idx1-ubyte.gz in {raw}/, or pass --data_dir=A_FOLDER_HOLDING_THEM")
+                 f"train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                 f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in {raw}/, "
+                 f"or pass --data_dir=A_FOLDER_HOLDING_THEM")
     images = read_idx(idx_file(split))
     check_memory(len(images))
     return images
+
+
 def load_labels(split, count):
     """The class of each image, from the label file beside the images, and the classes' names;
     all 0, and no names, where the run is not conditional."""
@@ -651,9 +761,15 @@ def load_labels(split, count):
         fail(f"{path} does not match the images: {len(labels)} labels for {count} images, "
              f"classes 0 to {int(labels.max())}")
     return labels, class_names(dataset)
+
+
 def class_names(dataset):  # what each label number of MNIST or Fashion-MNIST means
     return datasets.FashionMNIST.classes if dataset == "FashionMNIST" else list("0123456789")
+
+
 PICTURES = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff")  # Pillow reads them
+
+
 def load_folder(folder):
     """Every picture under a folder, class subfolders and all, decoded once; broken ones skipped."""
     if not folder.is_dir():
@@ -672,7 +788,10 @@ def load_folder(folder):
         fail(f"{unread[0].filename} cannot be read ({unread[0].strerror})" if unread else
              f"{folder} holds no pictures ({', '.join(PICTURES)}), in it or in its subfolders")
     check_memory(len(paths))
-    class_of = lambda p: unicodedata.normalize("NFC", p.relative_to(folder).parts[0])  # é is é
+
+    def class_of(path):  # its subfolder's name, however the OS spells it: é is é
+        return unicodedata.normalize("NFC", path.relative_to(folder).parts[0])
+
     classes = sorted({class_of(p) for p in paths if p.parent != folder})
     if conditional and any(p.parent == folder for p in paths):  # ImageFolder's layout
         fail(f"{next(p for p in paths if p.parent == folder)} is in no class: with conditional, "
@@ -693,22 +812,26 @@ def load_folder(folder):
                    f"{len(paths)}; the first: {broken[0]}", file=sys.stderr)
     return (torch.cat(images), *drop_empty(labels, classes)) if conditional else (
         torch.cat(images), torch.tensor(labels), [])
+
+
 def drop_empty(labels, classes):
     """A class none of whose pictures could be read is no class: G would learn nothing of it."""
     if empty := [c for k, c in enumerate(classes) if k not in set(labels)]:
-        tqdm.write(f"basic_gan.py: warning: no class for {', '.join(empty)}: not one of its pictures "
-                   f"could be read", file=sys.stderr)
+        tqdm.write(f"basic_gan.py: warning: no class for {', '.join(empty)}: not one of its "
+                   f"pictures could be read", file=sys.stderr)
         kept = [c for c in classes if c not in empty]
         labels, classes = [kept.index(classes[y]) for y in labels], kept
     return torch.tensor(labels), classes
+
+
 def read_picture(path):
     """As a viewer shows it: upright by EXIF, 16 bits scaled to 8, alpha on white; uint8 CxHxW."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # big, but resized: no noise
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # big, but resized
         image = Image.open(path)
     with image:
         image = ImageOps.exif_transpose(image)
-        gray = Image.getmodebase(image.mode) == "L"  # 1, L, LA, I, I;16, F: gray, whatever the depth
+        gray = Image.getmodebase(image.mode) == "L"  # 1, L, LA, I, I;16, F: gray, at any depth
         if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16 or 32 bits a pixel: to 8
             image = image.convert("I").point(lambda v: v * (1 / 256)).convert("L")
         if "A" in image.mode or "transparency" in image.info:
@@ -717,6 +840,8 @@ def read_picture(path):
         image = image.convert("L" if gray else "RGB")
         pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
         return pixels.view(image.height, image.width, -1).permute(2, 0, 1)
+
+
 def fit(images):
     """uint8 N x C x H x W as channels x image_size²: gray or colour, centre square, resized."""
     if images.shape[1] != channels:
@@ -726,6 +851,8 @@ def fit(images):
     if side != image_size:
         images = TF.resize(images, [image_size, image_size], antialias=True)
     return images.contiguous()
+
+
 def check_memory(count, size=1):
     """Refuse, before decoding or drawing, images that would not fit in half the free memory."""
     need, free = count * channels * image_size ** 2 * size, available_memory()
@@ -734,6 +861,8 @@ def check_memory(count, size=1):
         fits = f"sample={int(free / 2 / need * count)}" if size > 1 else f"image_size={side}"
         fail(f"{count} images of {channels} x {image_size} x {image_size} need {need / 1e9:.1f} "
              f"GB, more than half the {free / 1e9:.1f} GB available: try --{fits}")
+
+
 def available_memory():
     with contextlib.suppress(OSError, TypeError):
         return int(re.search(r"MemAvailable:\s+(\d+)", Path("/proc/meminfo").read_text())[1]) * 1024
@@ -741,14 +870,21 @@ def available_memory():
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     return math.inf
 
+
 # ---- files: written whole or not at all, one run per folder, checkpoints ----
 def fail(message, code=2):  # one clear line instead of a traceback (and on a line of its own)
     tqdm.write(f"basic_gan.py: error: {message}", file=sys.stderr)
     raise SystemExit(code)
+
+
 def config():
     return {k: globals()[k] for k in DEFAULTS}
+
+
 def count(n, thing):  # 1 epoch, 2 epochs
     return f"{n} {thing}{'s' * (n != 1)}"
+
+
 def atomic_save(obj, path):
     """To a temp file, on to the disk, then renamed: a kill mid-save keeps the old file whole."""
     with writing(path):
@@ -756,10 +892,12 @@ def atomic_save(obj, path):
             try:
                 torch.save(obj, f)
             except RuntimeError as e:  # torch's zip writer hides a full disk's OSError behind it
-                raise e.__context__ if isinstance(e.__context__, OSError) else e
+                raise (e.__context__ if isinstance(e.__context__, OSError) else e) from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(f"{path}.tmp", path)
+
+
 @contextlib.contextmanager
 def writing(path):
     """A write the OS refuses (a full disk, say) ends in one line, TensorBoard's thread's too."""
@@ -774,12 +912,16 @@ def writing(path):
         fail(f"could not write {path}: {e.strerror or e}. {safe}", code=1)
     finally:
         threading.excepthook = thread_hook
+
+
 def checkpoint_left():
     path = Path(out_dir) / "checkpoint.pt"
     with contextlib.suppress(Exception):
         step = torch.load(path, map_location="cpu", weights_only=True)["run"]["step"]
         return f"{path} (step {step}) is intact"
     return f"There is no intact {path} to resume from"
+
+
 @contextlib.contextmanager
 def only_this_run_in(folder):
     """One run a folder. The OS lock dies with its process, so a killed run leaves none behind."""
@@ -800,7 +942,7 @@ def only_this_run_in(folder):
         lock.truncate(0)
         print(os.getpid(), file=lock, end="", flush=True)
         for name in ("checkpoint.pt", "generator.pth", "discriminator.pth", "samples.pt"):
-            Path(folder, f"{name}.tmp").unlink(missing_ok=True)  # a kill mid-save left it: not yours
+            Path(folder, f"{name}.tmp").unlink(missing_ok=True)  # a kill mid-save left it
         try:
             yield
         except BaseException:  # a refusal, say: its lock, and the folders it made empty, go again
@@ -809,16 +951,23 @@ def only_this_run_in(folder):
             for p in made if made and not os.listdir(folder) else ():
                 p.rmdir()
             raise
+
+
 class BadFile(ValueError):
     """A file that is missing, corrupt or not basic_gan's: in your own code, an error in words."""
+
+
 def load(path, what):
     if not Path(path).is_file():
-        raise BadFile(f"no {Path(path).name} in {Path(path).parent}: train first, or set --out_dir to a run")
+        raise BadFile(f"no {Path(path).name} in {Path(path).parent}: train first, "
+                      f"or set --out_dir to a run")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise BadFile(f"{path} is corrupt or not a basic_gan {what} ({type(e).__name__}); "
                       f"delete it or set --out_dir") from None
+
+
 def load_generator(path, n=0):
     """A Generator rebuilt from a generator.pth, which knows its widths; n images of it must fit."""
     saved = load(path, "generator")
@@ -826,7 +975,8 @@ def load_generator(path, n=0):
         shape = {k: saved["config"].get(k, DEFAULTS[k]) for k in ("channels", "image_size")}
         pixels = shape["channels"] * shape["image_size"] ** 2
         classes = saved.get("classes", []) if saved["config"].get("conditional") else []
-        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels, len(classes))
+        G = Generator(saved["config"]["z_dim"], tuple(saved["config"]["g_widths"]), pixels,
+                      len(classes))
         G.load_state_dict(saved["state_dict"])
         G.classes = classes  # their names, which --label may use
         settled(G, saved["config"].get("seed", 0))  # an epoch's save, before the last one, too
@@ -836,14 +986,20 @@ def load_generator(path, n=0):
         raise BadFile(f"{path} is not a basic_gan generator ({str(e).splitlines()[0]})") from None
     check_memory(n, 4)
     return G
-CHECKPOINT_FORMAT = 4  # 4: D sees the batch's spread; 3: D's head apart from its features; 2: the data order from (seed, epoch)
+
+
+CHECKPOINT_FORMAT = 4  # 4: D sees the batch's spread; 3: D's head apart from its features;
+# 2: the data order from (seed, epoch)
 PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
 # On --resume these may change: how long and where it goes on. The rest would make another run.
 NOT_THE_RUN = ("epochs", "data_dir", "max_steps", "info_step", "device", "precision", "out_dir",
                "resume", "sample", "label")
+
+
 def save_checkpoint(run, step, *parts):
     where = {"data_dir": str(Path(data_dir).absolute())}  # so a resume from another folder finds it
-    kept = {k: v for k, v in vars(run).items() if k not in ("device", "timer", "autocast", "writer")}
+    kept = {k: v for k, v in vars(run).items()
+            if k not in ("device", "timer", "autocast", "writer")}
     rng = gpu_rng(run.device)  # only the GPU it runs on: no context opened on the others
     atomic_save(moved({"format": CHECKPOINT_FORMAT, "config": {**config(), **where},
                        "run": {**kept, "step": step},
@@ -851,23 +1007,32 @@ def save_checkpoint(run, step, *parts):
                        "rng": torch.get_rng_state(), "device_rng": rng and (
                            run.device.type, rng.get_rng_state(run.device))}, "cpu"),
                 Path(out_dir) / "checkpoint.pt")  # on the CPU: it loads on a machine with no GPU
+
+
 def gpu_rng(dev):  # where z is drawn on a GPU, its own random stream: CUDA's or MPS's
     return {"cuda": torch.cuda, "mps": torch.mps}.get(dev.type)
+
+
 def moved(obj, dev):
-    """The tensors in nested dicts, lists and tuples, on dev: a checkpoint's, to the CPU and back."""
+    """The tensors in nested dicts, lists and tuples, on dev: a checkpoint's, to the CPU, back."""
     if isinstance(obj, torch.Tensor):
         return obj.to(dev)
     if isinstance(obj, dict):
         return {k: moved(v, dev) for k, v in obj.items()}
     return type(obj)(moved(v, dev) for v in obj) if isinstance(obj, (list, tuple)) else obj
+
+
 def keep_the_run_there():  # a new run never replaces another's weights: refused, with ways on
     there = [name for name in ("checkpoint.pt", "generator.pth") if (Path(out_dir) / name).exists()]
     if there:
-        base = Path(out_dir) if Path(out_dir).name not in ("", ".", "..") else Path(out_dir).resolve()
+        base = Path(out_dir)
+        base = base if base.name not in ("", ".", "..") else base.resolve()
         free = next(f"{base}_{i}" for i in range(2, 10**6) if not Path(f"{base}_{i}").exists())
         go_on = f"go on with it with {resume_command()}, or " if there[0] == "checkpoint.pt" else ""
-        fail(f"{out_dir} holds a run ({there[0]}) that a new one would replace: {go_on}start the new "
-             f"one with --out_dir={shlex.quote(free)}")
+        fail(f"{out_dir} holds a run ({there[0]}) that a new one would replace: {go_on}start the "
+             f"new one with --out_dir={shlex.quote(free)}")
+
+
 def restore_config(overrides):
     """--resume: the run's constants, then the command line's; None if it has nothing to do."""
     path = Path(out_dir) / "checkpoint.pt"
@@ -892,7 +1057,7 @@ def restore_config(overrides):
         print(f"{out_dir} is at step {step}: --max_steps={max_steps} leaves nothing to do")
     elif step > total:  # --epochs=100, say, on a run stopped early in a 400-epoch schedule
         go_on = resume_command() if made_for * steps_per_epoch > step else resume_command(
-            f"--epochs={2 * math.ceil(step / steps_per_epoch)}")  # its own length, or twice where it is
+            f"--epochs={2 * math.ceil(step / steps_per_epoch)}")  # its own length, or twice this
         print(f"{out_dir} is at step {step}, past the {total} steps of {count(epochs, 'epoch')}: "
               f"nothing to do. To go on: {go_on}")
     elif step >= last:
@@ -900,19 +1065,26 @@ def restore_config(overrides):
               f"longer: {resume_command(f'--epochs={2 * epochs}')}. The lr climbs back to its "
               f"peak and falls again over the last {lr_decay:.0%}: the samples get worse first")
     return ckpt if step < last else None
+
+
 # ---- the command line, generated from the constants, and the checks of their values ----
 def constants_cell():
     """The names the constants cell sets, from its text: in this file or pasted cell, or where a
-    notebook ran the cells one by one, the latest it ran (IPython keeps cells' text in linecache)."""
+    notebook ran the cells one by one, the latest it ran (IPython keeps cells' text in
+    linecache)."""
     here = "".join(linecache.getlines(constants_cell.__code__.co_filename))
     for text in (here, *("".join(e[2]) for e in reversed(linecache.cache.values()) if len(e) > 2)):
         if found := re.search(r"^# %% the constants.*?$(.*?)(?=^# %%|\Z)", text, re.M | re.S):
             return [t.id for node in ast.parse(found[1]).body if isinstance(node, ast.Assign)
                     for t in node.targets if isinstance(t, ast.Name) and t.id.islower()], found[1]
     return [], ""  # not at hand: the constants are every lowercase name of a plain type
+
+
 CONSTANT_NAMES, CONSTANTS_TEXT = constants_cell()  # read once, where this code is run
 if CONSTANT_NAMES:
     DEFAULTS = {k: v for k, v in DEFAULTS.items() if k in CONSTANT_NAMES}
+
+
 def parse_args(argv):
     """{name: value} of each constant the command line sets: --name=value or --name value."""
     source = "".join(linecache.getlines(parse_args.__code__.co_filename))  # a file, or a cell
@@ -922,13 +1094,16 @@ def parse_args(argv):
                                      formatter_class=argparse.RawTextHelpFormatter,
                                      argument_default=argparse.SUPPRESS,  # only what is given
                                      allow_abbrev=False)  # so --epoch=3 is an error, not --epochs
+
     def one_line(message):  # argparse's errors as one line and exit 2, without the usage block
         message = message.replace("expected one argument", "needs a value")
         fail(re.sub(r"^argument (--\w+): ", r"\1 ", message))  # "--epochs needs a value"
     parser.error = one_line
+
     def literal(text):  # 3, 1e-4, (64, 128) or True as the value it spells; check_config checks
         with contextlib.suppress(ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-            return ast.literal_eval(text.capitalize() if text.lower() in ("true", "false") else text)
+            spelled = text.capitalize() if text.lower() in ("true", "false") else text
+            return ast.literal_eval(spelled)
         return text
     for key, default in DEFAULTS.items():
         flag = type(default) is bool  # a bare --resume means --resume=True
@@ -946,10 +1121,19 @@ def parse_args(argv):
         hint = f"; did you mean --{close[0]}?" if close else " (see --help)"
         fail(f"unknown option --{key}{hint}")
     return vars(args)
-integer = lambda v: type(v) is int  # not a float, and not True or False
-number = lambda v: type(v) in (int, float) and math.isfinite(v)
+
+
+def integer(v):  # not a float, and not True or False
+    return type(v) is int
+
+
+def number(v):
+    return type(v) in (int, float) and math.isfinite(v)
+
+
 RULES = [  # (constants, a test each must pass, what it must be), for the file and the command line
-    (("epochs", "z_dim", "info_step", "r1_every", "n_critic"), lambda v: integer(v) and v > 0, "an int > 0"),
+    (("epochs", "z_dim", "info_step", "r1_every", "n_critic"), lambda v: integer(v) and v > 0,
+     "an int > 0"),
     (("batch_size",), lambda v: integer(v) and v > 1, "an int >= 2: BatchNorm needs two images"),
     (("max_steps", "sample"), lambda v: integer(v) and v >= 0, "an int >= 0"),
     (("seed",), lambda v: integer(v) and -2**63 <= v < 2**64, "an int in [-2**63, 2**64), torch's"),
@@ -962,17 +1146,22 @@ RULES = [  # (constants, a test each must pass, what it must be), for the file a
     (("resume", "conditional"), lambda v: type(v) is bool, "True or False"),
     (("label",), lambda v: type(v) is str, "a class's name or number, in quotes"),
     (("data_dir", "out_dir"), lambda v: type(v) is str and v.strip() != "", "a folder, in quotes"),
-    (("device",), lambda v: v in ("auto", "cpu", "mps") or re.fullmatch(r"cuda(:(0|[1-9]\d*))?", str(v)),
+    (("device",), lambda v: v in ("auto", "cpu", "mps")
+     or re.fullmatch(r"cuda(:(0|[1-9]\d*))?", str(v)),
      "one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"),
     (("precision",), lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
     (("dataset",), lambda v: v in ("MNIST", "FashionMNIST", "folder"),
      "one of MNIST, FashionMNIST, folder"),
     (("image_size",), lambda v: integer(v) and v >= 4, "an int, at least 4 pixels"),
     (("channels",), lambda v: integer(v) and v in (1, 3), "1 (gray) or 3 (colour)")]
+
+
 def as_meant(values):
     """Constants as a person writes them, as the script means them: [64] for (64,), ~ for home."""
     return {k: tuple(v) if type(v) is list else os.path.expanduser(v)
             if k.endswith("_dir") and isinstance(v, (str, Path)) else v for k, v in values.items()}
+
+
 def check_config():
     """Impossible values, refused before any data or output is touched."""
     known = {k for keys, _, _ in RULES for k in keys}
@@ -997,7 +1186,8 @@ def check_config():
     if dev.type == "cuda" and prec == "bf16" and torch.cuda.get_device_capability(dev) < (8, 0):
         fail(f"precision 'bf16' on the {torch.cuda.get_device_name(dev)} (compute capability "
              f"{'.'.join(map(str, torch.cuda.get_device_capability(dev)))}) is emulated, and slow: "
-             f"GPUs have it from 8.0 (Ampere) on. Use --precision=auto (fp32 with TF32 where it can)")
+             f"GPUs have it from 8.0 (Ampere) on. Use --precision=auto (fp32, with TF32 where "
+             f"it can)")
     for k in ("data_dir", "out_dir"):
         try:
             os.stat(globals()[k])
@@ -1013,7 +1203,11 @@ def check_config():
         fail(f"out_dir {out_dir!r} is not writable (checked {existing})" + (": to draw from it, "
              "copy its generator.pth to a folder you can write to, and set --out_dir to that"
              if sample else ""))
+
+
 APPLIED, YOURS = {}, {}  # the constants as basic_gan last left them; those you set since, kept
+
+
 def main(argv=None):
     """The constants (the file's, a later cell's, a resumed run's, the command line's), then sample
     or train."""
@@ -1034,18 +1228,23 @@ def main(argv=None):
         APPLIED.update(config())
         if (names := notebook_names()) is not None:
             names.update(config())  # what this call left, so a later cell's edit stands out
+
+
 def notebook_names():
     """After %run, the notebook's own names: %run copied this file's there, main() among them, and
     a later cell sets a constant there, not here. None where the file was imported or pasted."""
     if in_notebook():
         names = sys.modules["IPython"].get_ipython().user_ns
         return names if names is not globals() and names.get("main") is main else None
+
+
 def sample_or_train(argv):
     if (names := notebook_names()) is not None:  # lr = 1e-3 in a cell after %run: yours
         globals().update({k: names[k] for k in DEFAULTS if k in names})
     for k, v in config().items():  # set in a later cell, or as basic_gan.lr = ...: yours, kept
         if v != APPLIED.get(k, DEFAULTS[k]):
-            YOURS.pop(k, None) if v == DEFAULTS[k] else YOURS.update({k: v})  # the cell again: as written
+            # the constants cell run again: as written; else a value of yours, kept
+            YOURS.pop(k, None) if v == DEFAULTS[k] else YOURS.update({k: v})
     if YOURS:
         print(f"note: taking {', '.join(f'{k}={v!r}' for k, v in YOURS.items())}, set after the "
               f"constants cell")
@@ -1060,11 +1259,16 @@ def sample_or_train(argv):
     check_config()  # again, where a resumed run's constants came back
     if not resume or checkpoint:
         return train(checkpoint)
+
+
 class Stopped(Exception):
     def _render_traceback_(self):  # what IPython shows instead of a traceback: nothing more
         return []
+
+
 def in_notebook():
     return "IPython" in sys.modules and sys.modules["IPython"].get_ipython() is not None
+
 
 # %% run it: python basic_gan.py, %run basic_gan.py, or this cell in a notebook
 if __name__ == "__main__":

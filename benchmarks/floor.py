@@ -1,7 +1,7 @@
 """The floor under a training step: its matrix products alone, against the whole step.
 
-    python benchmarks/floor.py                       the defaults' steps, on the device basic_gan picks
-    python benchmarks/floor.py --batch_size=256      any of basic_gan's constants, as --name=value
+    python benchmarks/floor.py                    the defaults' steps, on the device basic_gan picks
+    python benchmarks/floor.py --batch_size=256   any of basic_gan's constants, as --name=value
 
 A maintainer's tool. It runs basic_gan's own train_step and the average's update, as the loop does
 over one cycle of steps (D learns on each, G on every n_critic-th, R1 on every r1_every-th), records
@@ -26,6 +26,7 @@ sys.path.insert(0, str(REPO))
 import basic_gan as bg  # noqa: E402
 
 PRODUCTS = {torch.ops.aten.mm.default: (0, 1), torch.ops.aten.addmm.default: (1, 2)}
+CPU = torch.device("cpu")
 
 
 class RecordProducts(TorchDispatchMode):
@@ -50,7 +51,7 @@ def sync(dev):
         torch.mps.synchronize()
 
 
-def best_of(fn, repeats, rounds=5, dev=torch.device("cpu")):
+def best_of(fn, repeats, rounds=5, dev=CPU):
     """The fastest of a few rounds, in seconds per call: the machine's drift only ever adds."""
     fn()
     times = []
@@ -67,11 +68,13 @@ def best_of(fn, repeats, rounds=5, dev=torch.device("cpu")):
 def describe(dev):
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
-    return f"{dev.type}, {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
+    return (f"{dev.type}, {torch.backends.cpu.get_cpu_capability()}, "
+            f"{torch.get_num_threads()} threads")
 
 
 def parse(argv, repeats):
-    """floor.py's own options, and basic_gan's constants as --name=value, checked as it checks them."""
+    """floor.py's own options, and basic_gan's constants as --name=value,
+    checked as it checks them."""
     p = argparse.ArgumentParser(prog="floor.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="Any of basic_gan's constants may follow as --name=value "
@@ -82,8 +85,9 @@ def parse(argv, repeats):
         name = arg[2:].partition("=")[0]
         if not arg.startswith("--") or "=" not in arg or name not in bg.DEFAULTS:
             close = difflib.get_close_matches(name, [*bg.DEFAULTS, "repeats"], n=1)
-            p.error(f"unknown option {arg!r}" + (f"; did you mean --{close[0]}?" if close else
-                                                 ": basic_gan's constants go as --name=value"))
+            hint = (f"; did you mean --{close[0]}?" if close
+                    else ": basic_gan's constants go as --name=value")
+            p.error(f"unknown option {arg!r}" + hint)
     if args.repeats < 1:
         p.error(f"--repeats={args.repeats}: time at least one step")
     vars(bg).update(bg.as_meant({**bg.DEFAULTS, **bg.parse_args(constants)}))
@@ -95,14 +99,18 @@ def main(argv=None, repeats=50):
     args = parse(sys.argv[1:] if argv is None else argv, repeats)
     dev, precision = bg.pick_device()
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it, as training sets it
-    autocast = lambda: torch.autocast(dev.type, torch.bfloat16, enabled=precision == "bf16")  # noqa: E731
+
+    def autocast():
+        return torch.autocast(dev.type, torch.bfloat16, enabled=precision == "bf16")
+
     G, D, G_ema, opt_g, opt_d = bg.make_models(dev)
     pixels = bg.channels * bg.image_size ** 2
     real = torch.rand(bg.batch_size, pixels, device=dev) * 2 - 1
     cycle = math.lcm(bg.n_critic, bg.r1_every if bg.r1_gamma > 0 else 1)  # the loop's steps repeat
 
     def step(s):
-        bg.train_step(G, D, opt_g, opt_d, real.clone(), use_r1=bg.r1_gamma > 0 and s % bg.r1_every == 0,
+        bg.train_step(G, D, opt_g, opt_d, real.clone(),
+                      use_r1=bg.r1_gamma > 0 and s % bg.r1_every == 0,
                       learn_g=(s + 1) % bg.n_critic == 0, autocast=autocast)
         bg.ema_update(G_ema, G, 1000 + s)
 
@@ -116,12 +124,14 @@ def main(argv=None, repeats=50):
     mats = [(torch.randn(a, dtype=dtype, device=dev), torch.randn(b, dtype=dtype, device=dev))
             for a, b, dtype in mode.products]
     flop = sum(2 * a.shape[0] * a.shape[1] * b.shape[1] for a, b in mats)
-    products = best_of(lambda: [a @ b for a, b in mats], max(1, args.repeats // cycle), dev=dev) / cycle
-    whole = best_of(steps, max(1, args.repeats // cycle), dev=dev) / cycle
+    cycles = max(1, args.repeats // cycle)  # timed per round
+    products = best_of(lambda: [a @ b for a, b in mats], cycles, dev=dev) / cycle
+    whole = best_of(steps, cycles, dev=dev) / cycle
     line = (f"a step, over the loop's cycle of {cycle}: {len(mats) / cycle:.1f} products, "
-            f"{flop / cycle / 1e9:.2f} GFLOP, alone {products * 1e3:.2f} ms ({flop / cycle / products / 1e9:.0f} "
-            f"GFLOP/s); the whole step {whole * 1e3:.2f} ms. At most {1 / products:.0f} steps/s with "
-            f"everything else free, against {1 / whole:.0f}")
+            f"{flop / cycle / 1e9:.2f} GFLOP, alone {products * 1e3:.2f} ms "
+            f"({flop / cycle / products / 1e9:.0f} GFLOP/s); the whole step {whole * 1e3:.2f} ms. "
+            f"At most {1 / products:.0f} steps/s with everything else free, "
+            f"against {1 / whole:.0f}")
     print(f"{precision} on {describe(dev)}, batch {bg.batch_size}:\n{line}")
     return line, len(mats), cycle
 

@@ -1,16 +1,19 @@
-"""Levers at equal steps: train basic_gan with one change, for the same number of steps, and score it.
+"""Levers at equal steps: train basic_gan with one change, for the same number of steps,
+and score it.
 
     python benchmarks/levers.py --lever base no_spread "nor1=--r1_gamma=0" --seeds 0 1 2
-    python benchmarks/levers.py --lever base "critic1=--n_critic=1" --steps 4000 --dataset MNIST --data_dir=<digits>
+    python benchmarks/levers.py --lever base "critic1=--n_critic=1" --steps 4000 \\
+        --dataset MNIST --data_dir=<digits>
     python benchmarks/levers.py --lever no_spread+ema_on_g_steps --steps 5200
 
 A lever is a named change to the file's story (listed in LEVERS below: a patch of its functions or
 classes, so basic_gan.py itself stays as it is), several of them joined by +, or NAME=FLAGS, plain
 command-line flags. Each run trains the default schedule (40 epochs' lr) in this process, stops
 after --steps (4,000 is about a Ctrl-C at 90 s on a 2-core AVX-512 CPU), and quality.py scores
-10,000 samples of the generator.pth it saved (the average of G, settled by the last save). Steps, not seconds: this compares what a
-change does to learning, free of the machine's drift; the wall time of each run is recorded
-beside it, so a change in a step's cost shows too. One JSON line per run goes to --results.
+10,000 samples of the generator.pth it saved (the average of G, settled by the last save).
+Steps, not seconds: this compares what a change does to learning, free of the machine's drift;
+the wall time of each run is recorded beside it, so a change in a step's cost shows too. One JSON
+line per run goes to --results.
 """
 import argparse
 import importlib
@@ -33,6 +36,7 @@ from time_to_quality import cpu_kind  # noqa: E402
 def no_spread():
     """D without the batch's spread: its head sees only each image's own features."""
     Plain = bg.Discriminator
+
     class Discriminator(Plain):
         def __init__(self, widths, pixels=28 * 28, classes=0):
             super().__init__(widths, pixels, classes)
@@ -45,17 +49,16 @@ def no_spread():
 def ema_on_g_steps():
     """The average of G moves only where G learned: between two of those G is the same, so two
     moves towards it are one move with the decay squared (BatchNorm's statistics aside)."""
-    plain, last = bg.ema_update, [None]
+    def floats(net):
+        return [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
+
     def ema_update(G_ema, G, step, lr_share=1.0):
-        if (step + 1) % bg.n_critic:  # a step where only D learned: fold it into the next one
-            last[0] = step
-            return
-        if G_ema is None:
+        if (step + 1) % bg.n_critic or G_ema is None:  # only D learned: folded into the next
             return
         longest = 1 - (1 - bg.ema_decay) * max(lr_share, 0.1)
-        decays = [min((1 + s) / (21 + s), longest) if s else 0.0 for s in range(step - bg.n_critic + 1, step + 1)]
+        decays = [min((1 + s) / (21 + s), longest) if s else 0.0
+                  for s in range(step - bg.n_critic + 1, step + 1)]
         decay = math.prod(decays)
-        floats = lambda net: [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
         torch._foreach_lerp_(floats(G_ema), floats(G), 1 - decay)
     bg.ema_update = ema_update
 
@@ -71,22 +74,26 @@ def one_run(lever, seed, args):
         for part in name.split("+"):  # a stack: each patch on top of the one before
             LEVERS[part]()
     out = Path(args.work) / f"{name}_s{seed}_{args.steps}"
-    argv = [*flags.split(), f"--dataset={args.dataset}", f"--data_dir={args.data_dir}", f"--seed={seed}",
-            f"--out_dir={out}", f"--max_steps={args.steps}", "--info_step=1000000", *args.flags.split()]
+    argv = [*flags.split(), f"--dataset={args.dataset}", f"--data_dir={args.data_dir}",
+            f"--seed={seed}", f"--out_dir={out}", f"--max_steps={args.steps}",
+            "--info_step=1000000", *args.flags.split()]
     start = time.perf_counter()
     bg.main(argv)
     wall = time.perf_counter() - start
-    _, _, fake = quality.main([str(out / "generator.pth"), f"--dataset={args.dataset}",  # rebuilt by
-        f"--data_dir={args.data_dir}", f"--cache={args.cache}", f"--n={args.n}"])  # the patched file
-    return {"lever": name, "flags": flags, "dataset": args.dataset, "seed": seed, "steps": args.steps,
-            "wall_s": round(wall, 1), "fid": fake["fid"], "is": fake["is"], "min_share": fake["min_share"],
-            "cpu": cpu_kind(), "threads": torch.get_num_threads()}
+    _, _, fake = quality.main([str(out / "generator.pth"),  # rebuilt by the patched file
+                               f"--dataset={args.dataset}", f"--data_dir={args.data_dir}",
+                               f"--cache={args.cache}", f"--n={args.n}"])
+    return {"lever": name, "flags": flags, "dataset": args.dataset, "seed": seed,
+            "steps": args.steps, "wall_s": round(wall, 1), "fid": fake["fid"], "is": fake["is"],
+            "min_share": fake["min_share"], "cpu": cpu_kind(), "threads": torch.get_num_threads()}
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lever", nargs="+", default=["base"],
-                   help=f"{', '.join(LEVERS)}, several joined by + (mbstd+g_every_2), or NAME=FLAGS")
+                   help=f"{', '.join(LEVERS)}, several joined by + (mbstd+g_every_2), "
+                        "or NAME=FLAGS")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--dataset", default="FashionMNIST", choices=["MNIST", "FashionMNIST"])

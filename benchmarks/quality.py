@@ -1,21 +1,24 @@
-"""Score a basic_gan generator against real digits, with a small CNN trained here on labelled digits.
+"""Score a basic_gan generator against real digits,
+with a small CNN trained here on labelled digits.
 
     python benchmarks/quality.py outputs/generator.pth
     python benchmarks/quality.py outputs/samples.pt --data_dir=data
 
 Prints, for the samples and for real held-out digits as the reference line:
-  FID        Frechet distance between CNN features of the images and of the reference digits (lower is better)
+  FID        Frechet distance between CNN features of the images and of the reference digits
+             (lower is better)
   IS         classifier Inception Score, exp E[KL(p(y|x) || p(y))]: 10 means sharp and evenly spread
   min share  the share of the rarest digit among the samples: a collapsed GAN scores near 0
 It also writes a bar chart of the digit shares next to the scored file.
 
-Real images: the test split (and the train split where it exists) from --data_dir, a folder holding the
-IDX files or a torchvision root. With both splits (Fashion-MNIST: --dataset=FashionMNIST
---data_dir=/usr/share/datasets/fashion-mnist) the CNN trains on the training images and the test
-images, which no generator sees, are the FID reference; the reference line scores real training
-images against them. Without a train split (as in ../shared, which has only the 10k MNIST test
-digits) the test digits are split in two: the even-numbered ones train the CNN and are the FID
-reference, the odd-numbered ones are held out and scored as the reference line.
+Real images: the test split (and the train split where it exists) from --data_dir, a folder
+holding the IDX files or a torchvision root. With both splits (Fashion-MNIST:
+--dataset=FashionMNIST --data_dir=/usr/share/datasets/fashion-mnist) the CNN trains on the
+training images and the test images, which no generator sees, are the FID reference; the
+reference line scores real training images against them. Without a train split (as in
+../shared, which has only the 10k MNIST test digits) the test digits are split in two: the
+even-numbered ones train the CNN and are the FID reference, the odd-numbered ones are held out
+and scored as the reference line.
 """
 import argparse
 import hashlib
@@ -32,7 +35,8 @@ sys.path.insert(0, str(REPO))
 import basic_gan  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "data" / "MNIST" / "raw"
-MIN_SAMPLES = 1000  # fewer give a FID dominated by its own noise (and 128 features need 129 at least)
+# Fewer samples give a FID dominated by its own noise (and 128 features need 129 at least).
+MIN_SAMPLES = 1000
 
 
 def fail(message):
@@ -41,7 +45,8 @@ def fail(message):
 
 
 class Classifier(nn.Module):
-    """Two conv blocks and a 128-wide feature layer: over 98% on held-out MNIST in a minute of CPU."""
+    """Two conv blocks and a 128-wide feature layer: over 98% on held-out MNIST
+    in a minute of CPU."""
 
     def __init__(self):
         super().__init__()
@@ -63,8 +68,13 @@ def load_real(data_dir, dataset):
     folder = next((f for f in folders if basic_gan.find_idx(f, "test")), None)
     if folder is None:
         fail(f"no t10k-images-idx3-ubyte(.gz) in {data_dir} or {folders[1]}: pass --data_dir")
-    read = lambda split, kind: basic_gan.read_idx(basic_gan.find_idx(folder, split, kind))
-    unit = lambda x: x.float().div(255).unsqueeze(1)
+
+    def read(split, kind):
+        return basic_gan.read_idx(basic_gan.find_idx(folder, split, kind))
+
+    def unit(x):
+        return x.float().div(255).unsqueeze(1)
+
     test_x, test_y = unit(read("test", "images")), read("test", "labels").long()
     if basic_gan.find_idx(folder, "train"):
         # A real train/test split (Fashion-MNIST): the CNN learns the training images, and the
@@ -81,10 +91,12 @@ def train_classifier(x, y, epochs=20, seed=0):
     torch.manual_seed(seed)
     model = Classifier()
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3, total_steps=epochs * (len(x) // 128))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=2e-3,
+                                                total_steps=epochs * (len(x) // 128))
     for _ in range(epochs):
         for idx in torch.randperm(len(x)).split(128)[: len(x) // 128]:
-            shift = torch.randint(-2, 3, (2,)).tolist()  # small shifts: it must read digits, not pixels
+            # small shifts: it must read digits, not pixels
+            shift = torch.randint(-2, 3, (2,)).tolist()
             batch = torch.roll(x[idx], shifts=shift, dims=(2, 3))
             loss = F.cross_entropy(model(batch), y[idx])
             opt.zero_grad()
@@ -96,7 +108,8 @@ def train_classifier(x, y, epochs=20, seed=0):
 
 def cached_classifier(ref_x, ref_y, cache_dir):
     """Train once per set of reference digits; later scores load it in a second."""
-    key = hashlib.sha1(b"v2" + ref_x.numpy().tobytes() + ref_y.numpy().tobytes()).hexdigest()[:12]  # v2: the recipe
+    digits = ref_x.numpy().tobytes() + ref_y.numpy().tobytes()
+    key = hashlib.sha1(b"v2" + digits).hexdigest()[:12]  # v2: the recipe
     path = Path(cache_dir) / f"classifier_{key}.pt"
     model = Classifier()
     if path.exists():
@@ -119,12 +132,14 @@ def features_and_probs(model, x):
 
 
 def frechet_distance(a, b):
-    """|mu_a - mu_b|^2 + tr(Ca + Cb - 2 (Ca^1/2 Cb Ca^1/2)^1/2), with symmetric eigendecompositions."""
+    """|mu_a - mu_b|^2 + tr(Ca + Cb - 2 (Ca^1/2 Cb Ca^1/2)^1/2),
+    with symmetric eigendecompositions."""
     mu_a, mu_b, ca, cb = a.mean(0), b.mean(0), torch.cov(a.T), torch.cov(b.T)
     vals, vecs = torch.linalg.eigh(ca)
     root_a = vecs @ torch.diag(vals.clamp(min=0).sqrt()) @ vecs.T
     cross = torch.linalg.eigvalsh(root_a @ cb @ root_a).clamp(min=0).sqrt().sum()
-    return max(0.0, float((mu_a - mu_b).square().sum() + ca.trace() + cb.trace() - 2 * cross))  # no -0.00
+    distance = (mu_a - mu_b).square().sum() + ca.trace() + cb.trace() - 2 * cross
+    return max(0.0, float(distance))  # no -0.00
 
 
 def inception_score(probs):
@@ -138,8 +153,9 @@ def score(model, images, ref_feats, labels=None):
     and, given the class each image was asked to be, the share the CNN reads as that class."""
     feats, probs = features_and_probs(model, images)
     shares = torch.bincount(probs.argmax(1), minlength=10).double() / len(images)
-    found = {"fid": frechet_distance(feats[: len(ref_feats)], ref_feats), "is": inception_score(probs),
-             "min_share": float(shares.min()), "shares": [round(float(s), 4) for s in shares]}
+    found = {"fid": frechet_distance(feats[: len(ref_feats)], ref_feats),
+             "is": inception_score(probs), "min_share": float(shares.min()),
+             "shares": [round(float(s), 4) for s in shares]}
     if labels is not None:
         found["label_accuracy"] = float((probs.argmax(1) == labels).double().mean())
     return found
@@ -151,10 +167,12 @@ def load_samples(path, n, seed, dataset="MNIST"):
     labels = None
     if str(path).endswith(".pth"):
         try:
-            G = basic_gan.load_generator(path)  # which sets basic_gan's channels and image_size to G's
+            # load_generator sets basic_gan's channels and image_size to G's
+            G = basic_gan.load_generator(path)
         except basic_gan.BadFile as e:
             fail(str(e))
-        if G.classes and G.classes != basic_gan.class_names(dataset):  # its class k must be the dataset's k
+        # its class k must be the dataset's k
+        if G.classes and G.classes != basic_gan.class_names(dataset):
             fail(f"{path} draws the classes {', '.join(G.classes)}, not {dataset}'s; score it with "
                  f"the --dataset and --data_dir it trained on")
         shape = (basic_gan.channels, basic_gan.image_size, basic_gan.image_size)
@@ -168,8 +186,8 @@ def load_samples(path, n, seed, dataset="MNIST"):
             fail(f"{path} is not a samples.pt ({type(e).__name__}): pass a generator.pth or what "
                  f"python basic_gan.py --sample=10000 writes")
         if not isinstance(samples, torch.Tensor) or samples.dim() != 4:
-            fail(f"{path} is not a samples.pt (N x 1 x 28 x 28 images): pass a generator.pth or what "
-                 f"python basic_gan.py --sample=10000 writes, not a checkpoint")
+            fail(f"{path} is not a samples.pt (N x 1 x 28 x 28 images): pass a generator.pth or "
+                 f"what python basic_gan.py --sample=10000 writes, not a checkpoint")
         samples = samples.float()[:n]
     if tuple(samples.shape[1:]) != (1, 28, 28):
         what = " x ".join(map(str, samples.shape[1:]))
@@ -191,18 +209,22 @@ def plot_shares(shares, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("samples", help="a generator.pth, or a samples.pt (N x 1 x 28 x 28 in [0, 1])")
-    p.add_argument("--data_dir", default=str(SHARED) if SHARED.exists() else "data", help="real digits")
+    p.add_argument("--data_dir", default=str(SHARED) if SHARED.exists() else "data",
+                   help="real digits")
     p.add_argument("--dataset", default="MNIST")
     p.add_argument("--n", type=int, default=10000, help="samples to score")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cache", default=str(REPO / "benchmarks" / ".cache"), help="where the CNN is kept")
+    p.add_argument("--cache", default=str(REPO / "benchmarks" / ".cache"),
+                   help="where the CNN is kept")
     p.add_argument("--json", help="append the numbers as one JSON line to this file")
     args = p.parse_args(argv)
     if not Path(args.samples).is_file():
-        fail(f"no file {args.samples}: train first (python basic_gan.py writes outputs/generator.pth), "
-             f"or pass a samples.pt that python basic_gan.py --sample=10000 writes")
+        fail(f"no file {args.samples}: train first (python basic_gan.py writes "
+             f"outputs/generator.pth), or pass a samples.pt that python basic_gan.py "
+             f"--sample=10000 writes")
     if args.n < MIN_SAMPLES:
         fail(f"--n={args.n} is too few samples for a meaningful FID: use at least {MIN_SAMPLES}")
     samples, labels = load_samples(args.samples, args.n, args.seed, args.dataset)
@@ -220,17 +242,19 @@ def main(argv=None):
     plot_shares(fake["shares"], Path(args.samples).with_name("digit_shares.png"))
 
     if labels is not None:  # a conditional generator: does it draw the class it was asked for?
-        print(f"label accuracy: the CNN reads {fake['label_accuracy']:.2%} of the samples as the class "
-              f"they were asked to be, and {accuracy:.2%} of real held-out images right")
+        print(f"label accuracy: the CNN reads {fake['label_accuracy']:.2%} of the samples as the "
+              f"class they were asked to be, and {accuracy:.2%} of real held-out images right")
     print(f"classifier: {accuracy:.2%} on {len(held_x)} held-out real images ({args.data_dir}); "
-          f"FID on {min(len(samples), len(ref_feats))} samples vs {len(ref_feats)} reference images")
+          f"FID on {min(len(samples), len(ref_feats))} samples "
+          f"vs {len(ref_feats)} reference images")
     print(f"{'':24} {'FID':>7} {'IS':>6} {'min share':>10}   shares of classes 0-9 (%)")
     for name, s in ((sets["name"], real), (Path(args.samples).name, fake)):
         shares = " ".join(f"{100 * v:4.1f}" for v in s["shares"])
         print(f"{name:24} {s['fid']:7.2f} {s['is']:6.2f} {100 * s['min_share']:9.1f}%   {shares}")
     if args.json:
         with open(args.json, "a") as f:
-            f.write(json.dumps({"samples": args.samples, "accuracy": accuracy, "real": real, "fake": fake}) + "\n")
+            numbers = {"samples": args.samples, "accuracy": accuracy, "real": real, "fake": fake}
+            f.write(json.dumps(numbers) + "\n")
     return accuracy, real, fake
 
 

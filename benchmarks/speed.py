@@ -2,7 +2,8 @@
 
     python benchmarks/speed.py                 # CPU or GPU, whichever basic_gan would pick
     python benchmarks/speed.py --steps=300 --json=speed.jsonl
-    python benchmarks/speed.py --against=../old/basic_gan.py   # another version's step, in the same rounds
+    python benchmarks/speed.py --against=../old/basic_gan.py   # another version's step,
+                                                               # in the same rounds
 
 Both use the same Generator/Discriminator widths, batch size and number of steps, after a warm-up.
   textbook   torchvision DataLoader + ToTensor, a fresh G forward for each of the D and G steps,
@@ -13,8 +14,8 @@ Both use the same Generator/Discriminator widths, batch size and number of steps
 The rounds alternate between the two and the best of each is kept, since this machine is noisy.
 It also times the data path alone and each precision: fp32, and bf16 (a few steps only, where the
 CPU lacks native bf16, to show why basic_gan never picks it there).
-Data: --data_dir (a folder of IDX files, or a torchvision MNIST root); else the real test digits in ../shared tiled to 60k;
-else random pixels (timings do not depend on the pixels).
+Data: --data_dir (a folder of IDX files, or a torchvision MNIST root); else the real test digits
+in ../shared tiled to 60k; else random pixels (timings do not depend on the pixels).
 """
 import argparse
 import importlib.util
@@ -66,7 +67,8 @@ def textbook_steps(dev, loader):
             opt_d.zero_grad()
             fake = G(torch.randn(len(real), basic_gan.z_dim, device=dev))
             (fake_logits, _), (real_logits, _) = D(fake.detach()), D(real)  # D: a logit, no classes
-            d_loss = (criterion(fake_logits, torch.zeros_like(fake_logits)) + criterion(real_logits, torch.ones_like(real_logits))) / 2
+            d_loss = (criterion(fake_logits, torch.zeros_like(fake_logits))
+                      + criterion(real_logits, torch.ones_like(real_logits))) / 2
             d_loss.backward()
             opt_d.step()
             opt_g.zero_grad()
@@ -81,26 +83,32 @@ def textbook_steps(dev, loader):
 def basic_gan_batches(images, dev):
     """basic_gan's data path: its DataLoader, one gather from the uint8 images per batch."""
     for epoch in itertools.count():
-        for batch, _ in basic_gan.make_dataloader(images, torch.zeros(len(images), dtype=torch.long, device=dev), epoch):
+        labels = torch.zeros(len(images), dtype=torch.long, device=dev)
+        for batch, _ in basic_gan.make_dataloader(images, labels, epoch):
             yield batch
 
 
 def basic_gan_steps(dev, prec="fp32", classes=0, bg=basic_gan):
-    """basic_gan's step as its loop runs it; with classes, the conditional one, on random labels (the
-    cost is the same). bg: basic_gan, or another version of it (--against)."""
+    """basic_gan's step as its loop runs it; with classes, the conditional one, on random labels
+    (the cost is the same). bg: basic_gan, or another version of it (--against)."""
     batches = basic_gan_batches(basic_gan.load_images("train")[0].to(dev), dev)
     G, D, G_ema, opt_g, opt_d = bg.make_models(dev, classes)
     labels = torch.randint(0, classes, (basic_gan.batch_size,), device=dev) if classes else None
-    autocast = lambda: torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
+
+    def autocast():
+        return torch.autocast(dev.type, dtype=torch.bfloat16, enabled=prec == "bf16")
+
     every = getattr(bg, "n_critic", 1)  # a version from before G learned on every n_critic-th step
     step = [0]
 
     def run(n):
-        for _ in range(n):  # train_step returns tensors: no host sync, as in the loop between reports
+        # train_step returns tensors: no host sync, as in the loop between reports
+        for _ in range(n):
             s = step[0]
             learns = {"learn_g": (s + 1) % every == 0} if hasattr(bg, "n_critic") else {}
             bg.train_step(G, D, opt_g, opt_d, basic_gan.to_model_range(next(batches)), labels,
-                          use_r1=bg.r1_gamma > 0 and s % bg.r1_every == 0, autocast=autocast, **learns)
+                          use_r1=bg.r1_gamma > 0 and s % bg.r1_every == 0, autocast=autocast,
+                          **learns)
             bg.ema_update(G_ema, G, s)
             step[0] += 1
     return run
@@ -115,7 +123,8 @@ def load_version(path):
 
 
 def best_seconds(runs, steps, rounds, dev):
-    """Warm each up, then time `steps` steps of each in turn, `rounds` times: the fastest of each."""
+    """Warm each up, then time `steps` steps of each in turn, `rounds` times:
+    the fastest of each."""
     for run in runs.values():
         run(min(20, steps))
     best = {name: float("inf") for name in runs}
@@ -140,7 +149,7 @@ def sync(dev):
 def data_epoch_seconds(loader, dev, to_float):
     tic = time.perf_counter()
     for batch in loader:
-        x = to_float(batch)
+        to_float(batch)
     sync(dev)
     return time.perf_counter() - tic
 
@@ -149,18 +158,22 @@ def hardware(dev):
     if dev.type in ("cuda", "mps"):
         return torch.cuda.get_device_name(dev) if dev.type == "cuda" else "MPS"
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return (f"CPU {platform.processor() or platform.machine()}, {torch.backends.cpu.get_cpu_capability()}, "
+    return (f"CPU {platform.processor() or platform.machine()}, "
+            f"{torch.backends.cpu.get_cpu_capability()}, "
             f"{'native' if native else 'no native'} bf16, {torch.get_num_threads()} threads")
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data_dir", help="what basic_gan takes: a torchvision root or a folder of IDX files")
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data_dir",
+                   help="what basic_gan takes: a torchvision root or a folder of IDX files")
     p.add_argument("--device", default="auto")
     p.add_argument("--steps", type=int, default=200, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", help="append the numbers as one JSON line to this file")
-    p.add_argument("--conditional", action="store_true", help="also time the conditional step (10 classes)")
+    p.add_argument("--conditional", action="store_true",
+                   help="also time the conditional step (10 classes)")
     p.add_argument("--against", help="another basic_gan.py, its step timed in the same rounds")
     args = p.parse_args(argv)
 
@@ -168,40 +181,57 @@ def main(argv=None):
     if args.steps < 1 or args.rounds < 1:
         fail(f"--steps={args.steps} --rounds={args.rounds}: time at least one step in one round")
     if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", args.device):
-        fail(f"--device={args.device}: speed.py times auto, cpu, cuda or mps (basic_gan picks its precision there)")
+        fail(f"--device={args.device}: speed.py times auto, cpu, cuda or mps "
+             f"(basic_gan picks its precision there)")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        fail(f"--device={args.device}, but torch sees no CUDA GPU here: leave it out, or pass --device=cpu")
+        fail(f"--device={args.device}, but torch sees no CUDA GPU here: leave it out, "
+             f"or pass --device=cpu")
     if args.device == "mps" and not torch.backends.mps.is_available():
         fail("--device=mps, but this machine has no MPS: leave it out, or pass --device=cpu")
     if args.against and not Path(args.against).is_file():
         fail(f"--against={args.against}: no such file; pass another version's basic_gan.py")
-    if args.data_dir and not any(basic_gan.find_idx(d) for d in (args.data_dir, Path(args.data_dir, "MNIST", "raw"))):
-        fail(f"{args.data_dir} holds no train-images-idx3-ubyte(.gz): speed.py times 28 x 28 digits, from a "
-             f"folder of IDX files or a torchvision MNIST root, not a folder of pictures")
+    if args.data_dir and not any(basic_gan.find_idx(d)
+                                 for d in (args.data_dir, Path(args.data_dir, "MNIST", "raw"))):
+        fail(f"{args.data_dir} holds no train-images-idx3-ubyte(.gz): speed.py times 28 x 28 "
+             f"digits, from a folder of IDX files or a torchvision MNIST root, "
+             f"not a folder of pictures")
     root = None if args.data_dir else real_mnist_root(tmp.name)
-    if args.data_dir:  # any IDX form basic_gan reads, rewritten as the MNIST root the textbook loader wants
+    raw = Path(tmp.name) / "MNIST" / "raw"
+    # any IDX form basic_gan reads, rewritten as the MNIST root the textbook loader wants
+    if args.data_dir:
         basic_gan.data_dir = args.data_dir
         images = basic_gan.load_digits("train")
-        labelled = lambda x: (x, torch.zeros(len(x), dtype=torch.uint8))
-        root = write_dataset(Path(tmp.name) / "MNIST" / "raw", labelled(images), labelled(images[:10]), gz=False).parents[1]
+
+        def labelled(x):
+            return x, torch.zeros(len(x), dtype=torch.uint8)
+
+        root = write_dataset(raw, labelled(images), labelled(images[:10]), gz=False).parents[1]
     if root is None:  # no real digits here: random pixels time the same
         g = torch.Generator().manual_seed(0)
-        pixels = lambda n: (torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8), torch.zeros(n, dtype=torch.uint8))
-        root = write_dataset(Path(tmp.name) / "MNIST" / "raw", pixels(60000), pixels(10000), gz=False).parents[1]
+
+        def pixels(n):
+            return (torch.randint(0, 256, (n, 28, 28), generator=g, dtype=torch.uint8),
+                    torch.zeros(n, dtype=torch.uint8))
+
+        root = write_dataset(raw, pixels(60000), pixels(10000), gz=False).parents[1]
     basic_gan.data_dir, basic_gan.device = str(root), args.device
     dev, prec = basic_gan.pick_device()
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it, as training sets it
     torch.manual_seed(0)
-    print(f"{hardware(dev)}; basic_gan picks {prec}; batch {basic_gan.batch_size}, {args.steps} steps x {args.rounds} rounds")
+    print(f"{hardware(dev)}; basic_gan picks {prec}; batch {basic_gan.batch_size}, "
+          f"{args.steps} steps x {args.rounds} rounds")
 
     old_loader = textbook_loader(str(root))
     images = basic_gan.load_images("train")[0].to(dev)
-    new_loader = itertools.islice(basic_gan_batches(images, dev), len(images) // basic_gan.batch_size)
+    new_loader = itertools.islice(basic_gan_batches(images, dev),
+                                  len(images) // basic_gan.batch_size)
     old_data = data_epoch_seconds(old_loader, dev, lambda b: b[0].to(dev).view(len(b[0]), -1))
     new_data = data_epoch_seconds(new_loader, dev, basic_gan.to_model_range)
-    print(f"data path, one 60k epoch: ToTensor DataLoader {old_data:.2f} s, basic_gan's {new_data:.3f} s ({old_data / new_data:.0f}x)")
+    print(f"data path, one 60k epoch: ToTensor DataLoader {old_data:.2f} s, "
+          f"basic_gan's {new_data:.3f} s ({old_data / new_data:.0f}x)")
 
-    runs = {"textbook": textbook_steps(dev, old_loader), f"basic_gan {prec}": basic_gan_steps(dev, prec)}
+    runs = {"textbook": textbook_steps(dev, old_loader),
+            f"basic_gan {prec}": basic_gan_steps(dev, prec)}
     if args.conditional:  # in the same rounds, so that the ratio of the two is fair
         runs[f"conditional {prec}"] = basic_gan_steps(dev, prec, classes=10)
     if args.against:
@@ -209,21 +239,25 @@ def main(argv=None):
     seconds = best_seconds(runs, args.steps, args.rounds, dev)
     results = {name: args.steps * basic_gan.batch_size / s for name, s in seconds.items()}
     other = "fp32" if prec == "bf16" else "bf16"
-    few = args.steps if dev.type == "cuda" or prec == "bf16" else min(5, args.steps)  # slow: a few say enough
+    # slow: a few say enough
+    few = args.steps if dev.type == "cuda" or prec == "bf16" else min(5, args.steps)
     s = best_seconds({other: basic_gan_steps(dev, other)}, few, 1, dev)[other]
     results[f"basic_gan {other}"] = few * basic_gan.batch_size / s
 
     steps_per_epoch = 60000 // basic_gan.batch_size
     print(f"{'':18} {'images/s':>10} {'60k epoch':>10} {'vs textbook':>12}")
     for name, ips in results.items():
-        print(f"{name:18} {ips:10.0f} {steps_per_epoch * basic_gan.batch_size / ips:9.1f}s {ips / results['textbook']:11.2f}x")
+        epoch_s = steps_per_epoch * basic_gan.batch_size / ips
+        print(f"{name:18} {ips:10.0f} {epoch_s:9.1f}s {ips / results['textbook']:11.2f}x")
     if dev.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB")
-    print(f"peak process memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10:.0f} MiB")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(f"peak process memory {peak:.0f} MiB")
     if args.json:
         with open(args.json, "a") as f:
-            f.write(json.dumps({"hardware": hardware(dev), "images_per_s": results,
-                                "data_epoch_s": {"totensor": old_data, "basic_gan": new_data}}) + "\n")
+            numbers = {"hardware": hardware(dev), "images_per_s": results,
+                       "data_epoch_s": {"totensor": old_data, "basic_gan": new_data}}
+            f.write(json.dumps(numbers) + "\n")
     return results
 
 

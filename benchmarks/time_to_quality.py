@@ -33,6 +33,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import quality  # noqa: E402
 
 
+def fail(message):
+    print(f"time_to_quality.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def cpu_kind():
     return f"{platform.machine()} {torch.backends.cpu.get_cpu_capability()}, {os.cpu_count()} cores"
 
@@ -40,10 +45,12 @@ def cpu_kind():
 def one_point(recipe, flags, dataset, data_dir, seed, epochs, stop_at, work, cache, n=10000):
     """Train once as a user would, time the whole command, and score what it saved."""
     out = Path(work) / f"{recipe}_{dataset}_s{seed}_e{epochs}_t{stop_at}"
-    cmd = [sys.executable, str(REPO / "basic_gan.py"), *flags, f"--dataset={dataset}", f"--data_dir={data_dir}",
-           f"--seed={seed}", f"--out_dir={out}", *([f"--epochs={epochs}"] if epochs else [])]
+    cmd = [sys.executable, str(REPO / "basic_gan.py"), *flags, f"--dataset={dataset}",
+           f"--data_dir={data_dir}", f"--seed={seed}", f"--out_dir={out}",
+           *([f"--epochs={epochs}"] if epochs else [])]
     env = {**os.environ, "MPLBACKEND": "Agg"}
     log = Path(work) / f"{out.name}.log"  # a file, not a pipe: a full pipe would stop the run
+    stopped = False
     start = time.perf_counter()
     with open(log, "w") as stderr:
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -52,12 +59,16 @@ def one_point(recipe, flags, dataset, data_dir, seed, epochs, stop_at, work, cac
         except subprocess.TimeoutExpired:  # the learner's Ctrl-C: it saves, then exits
             proc.send_signal(signal.SIGINT)
             proc.wait()
+            stopped = True
     wall = time.perf_counter() - start
     if not (out / "generator.pth").is_file():
-        raise SystemExit(f"time_to_quality.py: error: {' '.join(cmd)} saved no generator: "
-                         f"{log.read_text().strip().splitlines()[-1:]}")
-    args = [str(out / "generator.pth"), f"--dataset={dataset}", f"--data_dir={data_dir}", f"--cache={cache}",
-            f"--n={n}"]
+        if stopped:  # a Ctrl-C before training began: the run had nothing to save yet
+            fail(f"the run stopped at {stop_at:g} s, before its first save (a generator is saved "
+                 f"after each epoch, and at a Ctrl-C once training has begun): give --stop_at "
+                 f"more seconds")
+        fail(f"{' '.join(cmd)} saved no generator: {log.read_text().strip().splitlines()[-1:]}")
+    args = [str(out / "generator.pth"), f"--dataset={dataset}", f"--data_dir={data_dir}",
+            f"--cache={cache}", f"--n={n}"]
     _, real, fake = quality.main(args)
     return {"recipe": recipe, "flags": flags, "dataset": dataset, "seed": seed, "epochs": epochs,
             "stop_at": stop_at, "wall_s": round(wall, 1), "fid": fake["fid"], "is": fake["is"],
@@ -65,11 +76,14 @@ def one_point(recipe, flags, dataset, data_dir, seed, epochs, stop_at, work, cac
 
 
 def table_and_curve(points, path):
-    """A row per (recipe, dataset, epochs or stop): wall seconds and FID over seeds; FID against seconds."""
+    """A row per (recipe, dataset, epochs or stop): wall seconds and FID over seeds;
+    FID against seconds."""
     rows = {}
     for p in points:
-        rows.setdefault((p["cpu"], p["dataset"], p["recipe"], p["epochs"], p["stop_at"]), []).append(p)
-    print(f"{'CPU':28} {'dataset':13} {'recipe':12} {'run':>9} {'wall s':>14} {'FID, each seed':>24} {'IS':>5}")
+        key = (p["cpu"], p["dataset"], p["recipe"], p["epochs"], p["stop_at"])
+        rows.setdefault(key, []).append(p)
+    print(f"{'CPU':28} {'dataset':13} {'recipe':12} {'run':>9} {'wall s':>14} "
+          f"{'FID, each seed':>24} {'IS':>5}")
     for (cpu, dataset, recipe, epochs, stop_at), ps in sorted(rows.items(), key=str):
         run = f"{epochs} ep" if epochs else f"^C {stop_at}s"
         walls = "/".join(f"{p['wall_s']:.0f}" for p in ps)
@@ -90,11 +104,13 @@ def table_and_curve(points, path):
             for p in ps:
                 runs.setdefault((p["epochs"], p["stop_at"]), []).append((p["wall_s"], p["fid"]))
             means = sorted([sum(v) / len(v) for v in zip(*pairs)] for pairs in runs.values())
-            ax.plot(*zip(*means), color=dots.get_facecolor()[0], alpha=1, label=recipe)  # solid, not the dots' 0.6
+            # alpha=1: a solid line, not the dots' 0.6
+            ax.plot(*zip(*means), color=dots.get_facecolor()[0], alpha=1, label=recipe)
         ax.set(xscale="log", yscale="log", xlabel="wall seconds of the whole command", ylabel="FID",
                title=f"{dataset} ({points[0]['cpu']})")
-        for axis, ticks in ((ax.xaxis, (30, 60, 90, 120, 180, 240, 360, 480, 600, 900, 1200, 1800)),
-                            (ax.yaxis, (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 30, 40, 60, 80))):
+        for axis, ticks in (
+                (ax.xaxis, (30, 60, 90, 120, 180, 240, 360, 480, 600, 900, 1200, 1800)),
+                (ax.yaxis, (2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 25, 30, 40, 60, 80))):
             axis.set_ticks(ticks), axis.set_ticks([], minor=True)  # plain numbers, not 10^x
             axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.autoscale(), ax.legend()
@@ -105,38 +121,45 @@ def table_and_curve(points, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--recipe", action="append", default=[],
-                   help='NAME=FLAGS, e.g. "old=--ema_decay=0.999" (default: the file as it is, "defaults=")')
-    p.add_argument("--dataset", nargs="+", default=["FashionMNIST"], choices=["MNIST", "FashionMNIST"])
+                   help='NAME=FLAGS, e.g. "old=--ema_decay=0.999" '
+                        '(default: the file as it is, "defaults=")')
+    p.add_argument("--dataset", nargs="+", default=["FashionMNIST"],
+                   choices=["MNIST", "FashionMNIST"])
     p.add_argument("--fashion_dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--mnist_dir", default="data")
     p.add_argument("--epochs", nargs="*", type=int, default=[], help="runs of this many epochs")
-    p.add_argument("--stop_at", nargs="*", type=float, default=[], help="the plain recipe, Ctrl-C at these seconds")
+    p.add_argument("--stop_at", nargs="*", type=float, default=[],
+                   help="the plain recipe, Ctrl-C at these seconds")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--results", default=str(REPO / "benchmarks" / "time_to_quality.jsonl"))
     p.add_argument("--cache", default=str(REPO / "benchmarks" / ".cache"))
     p.add_argument("--n", type=int, default=10000, help="samples quality.py scores")
-    p.add_argument("--keep", help="keep each run's out_dir (its samples, weights, log) under this folder")
-    p.add_argument("--plot_only", action="store_true", help="draw the table and curve from --results")
+    p.add_argument("--keep",
+                   help="keep each run's out_dir (its samples, weights, log) under this folder")
+    p.add_argument("--plot_only", action="store_true",
+                   help="draw the table and curve from --results")
     args = p.parse_args(argv)
     recipes = [r.partition("=")[::2] for r in args.recipe] or [("defaults", "")]
     if not args.plot_only and not (args.epochs or args.stop_at):
-        raise SystemExit("time_to_quality.py: error: give --epochs N ... or --stop_at SECONDS ... (or --plot_only)")
+        fail("give --epochs N ... or --stop_at SECONDS ... (or --plot_only)")
+    runs = [(e, None) for e in args.epochs] + [(None, t) for t in args.stop_at]
     with contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory() as work:
         Path(work).mkdir(parents=True, exist_ok=True)
         for dataset in [] if args.plot_only else args.dataset:
             data_dir = args.fashion_dir if dataset == "FashionMNIST" else args.mnist_dir
             for (name, flags), seed, (epochs, stop_at) in (
-                    (r, s, run) for r in recipes for s in args.seeds
-                    for run in [(e, None) for e in args.epochs] + [(None, t) for t in args.stop_at]):
-                point = one_point(name, flags.split(), dataset, data_dir, seed, epochs, stop_at, work,
-                                  args.cache, args.n)
+                    (r, s, run) for r in recipes for s in args.seeds for run in runs):
+                point = one_point(name, flags.split(), dataset, data_dir, seed, epochs, stop_at,
+                                  work, args.cache, args.n)
                 with open(args.results, "a") as f:
                     f.write(json.dumps(point) + "\n")
     if not Path(args.results).is_file():
-        raise SystemExit(f"time_to_quality.py: error: no results in {args.results} yet")
-    points = [json.loads(line) for line in Path(args.results).read_text().splitlines() if line.strip()]
+        fail(f"no results in {args.results} yet")
+    lines = Path(args.results).read_text().splitlines()
+    points = [json.loads(line) for line in lines if line.strip()]
     table_and_curve(points, Path(args.results).with_suffix(".png"))
     return points
 

@@ -72,7 +72,8 @@ def same_state(a, b):
 
 
 def run_all(cases, script=lambda cwd: "basic_gan.py"):
-    """Run several (args, cwd) at once: most of each run is importing torch, which is one core's work."""
+    """Run several (args, cwd) at once: most of each run is importing torch,
+    which is one core's work."""
     procs = [start_script(*args, cwd=cwd, script=script(cwd)) for args, cwd in cases]
     return [finish(p) for p in procs]
 

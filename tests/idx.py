@@ -1,12 +1,15 @@
-"""Writing IDX files (the MNIST format) for tests and benchmarks: magic, big-endian sizes, raw bytes."""
+"""Writing IDX files (the MNIST format) for tests and benchmarks:
+magic, big-endian sizes, raw bytes."""
 import gzip
 import shutil
 from pathlib import Path
 
 import torch
 
-NAMES = {("train", "images"): "train-images-idx3-ubyte", ("train", "labels"): "train-labels-idx1-ubyte",
-         ("test", "images"): "t10k-images-idx3-ubyte", ("test", "labels"): "t10k-labels-idx1-ubyte"}
+NAMES = {("train", "images"): "train-images-idx3-ubyte",
+         ("train", "labels"): "train-labels-idx1-ubyte",
+         ("test", "images"): "t10k-images-idx3-ubyte",
+         ("test", "labels"): "t10k-labels-idx1-ubyte"}
 SHARED_RAW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "MNIST" / "raw"
 
 
@@ -63,7 +66,8 @@ def real_mnist_root(root, tile=6):
     if real is None:
         return None
     images, labels = real
-    raw = write_dataset(Path(root) / "MNIST" / "raw", (images.repeat(tile, 1, 1), labels.repeat(tile)), real, gz=False)
+    raw = write_dataset(Path(root) / "MNIST" / "raw",
+                        (images.repeat(tile, 1, 1), labels.repeat(tile)), real, gz=False)
     for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
         shutil.copy(SHARED_RAW / name, raw / name)
     return Path(root)

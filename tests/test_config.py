@@ -35,8 +35,8 @@ def test_parse_args(gan, argv, expected):
 
 def test_each_main_call_starts_from_the_file_constants(gan, tiny_data, tmp_path):
     """In a notebook, a second main() must not keep the first call's overrides."""
-    args = ["--g_widths=(32,)", "--d_widths=(32,)", "--batch_size=16", "--device=cpu", "--max_steps=1",
-            "--info_step=1", f"--data_dir={tiny_data}"]
+    args = ["--g_widths=(32,)", "--d_widths=(32,)", "--batch_size=16", "--device=cpu",
+            "--max_steps=1", "--info_step=1", f"--data_dir={tiny_data}"]
     G, _, _ = gan.main([*args, "--lr=1e-3", "--z_dim=16", f"--out_dir={tmp_path / 'a'}"])
     assert G.z_dim == 16 and gan.lr == 1e-3
     G, _, _ = gan.main([*args, f"--out_dir={tmp_path / 'b'}"])
@@ -82,7 +82,8 @@ def test_parse_errors_are_one_line(gan, capsys, argv, message):
     ({"out_dir": 5}, "out_dir must be a folder, in quotes, got 5"),
     ({"device": "tpu"}, "device must be one of auto, cpu, cuda, cuda:N"),
     ({"device": None}, "device must be one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"),
-    ({"device": "cuda:01"}, "device must be one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps, got 'cuda:01'"),
+    ({"device": "cuda:01"},
+     "device must be one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps, got 'cuda:01'"),
     ({"dataset": "CIFAR10"}, "dataset must be one of MNIST, FashionMNIST"),
     ({"precision": "fp16"}, "precision must be one of auto, fp32, bf16"),
     ({"ema_decay": 1.0}, "ema_decay must be a number in [0, 1)"),
@@ -126,7 +127,8 @@ BAD_INPUTS = [
     (["--device=mps"], "this machine has no MPS"),
     (["--data_dir=empty"], "MNIST is not in empty/MNIST/raw and could not be downloaded"),
     (["--data_dir=bad_magic"], "train-images-idx3-ubyte is not an IDX file: magic number 1234"),
-    (["--data_dir=truncated"], "train-images-idx3-ubyte.gz is truncated or corrupt: 1016 bytes, its header says 7856"),
+    (["--data_dir=truncated"],
+     "train-images-idx3-ubyte.gz is truncated or corrupt: 1016 bytes, its header says 7856"),
 ]
 
 
@@ -135,7 +137,8 @@ def make_bad_inputs(folder):
     (folder / "empty").mkdir()
     images = idx_bytes(fake_digits(10)[0])
     (folder / "bad_magic").mkdir()
-    (folder / "bad_magic" / "train-images-idx3-ubyte").write_bytes((1234).to_bytes(4, "big") + images[4:])
+    magic = (1234).to_bytes(4, "big")
+    (folder / "bad_magic" / "train-images-idx3-ubyte").write_bytes(magic + images[4:])
     (folder / "truncated").mkdir()
     (folder / "truncated" / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(images[:1016]))
 
@@ -145,15 +148,17 @@ def tree(folder):
 
 
 @pytest.mark.parametrize("case", range(len(BAD_INPUTS)), ids=[" ".join(a) for a, _ in BAD_INPUTS])
-def test_bad_input_exits_2_with_one_line_and_touches_nothing(gan, tiny_data, tmp_path, monkeypatch, capsys,
-                                                             case):
-    for proxy in ("http_proxy", "https_proxy"):  # offline even where there is a network: nothing listens there
+def test_bad_input_exits_2_with_one_line_and_touches_nothing(gan, tiny_data, tmp_path, monkeypatch,
+                                                             capsys, case):
+    # offline even where there is a network: nothing listens there
+    for proxy in ("http_proxy", "https_proxy"):
         monkeypatch.setenv(proxy, "http://127.0.0.1:9")
     make_bad_inputs(tmp_path)
     before = tree(tmp_path)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
-        gan.main([f"--data_dir={tiny_data}", "--out_dir=out", *SMALL[:2], *BAD_INPUTS[case][0]])  # later wins
+        # the case's arguments last: later wins
+        gan.main([f"--data_dir={tiny_data}", "--out_dir=out", *SMALL[:2], *BAD_INPUTS[case][0]])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and BAD_INPUTS[case][1] in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
@@ -164,10 +169,13 @@ def test_bad_input_from_a_real_command_line(tiny_data, tmp_path):
     """Two rows of the table as a user types them: exit 2, one line on stderr, nothing written."""
     make_bad_inputs(tmp_path)
     before = tree(tmp_path)
-    cases = [(["--epoch=1"], "did you mean --epochs?"), (["--data_dir=truncated"], "is truncated or corrupt")]
-    results = run_all([([f"--data_dir={tiny_data}", "--out_dir=out", *args], tmp_path) for args, _ in cases])
+    cases = [(["--epoch=1"], "did you mean --epochs?"),
+             (["--data_dir=truncated"], "is truncated or corrupt")]
+    results = run_all([([f"--data_dir={tiny_data}", "--out_dir=out", *args], tmp_path)
+                       for args, _ in cases])
     for result, (_, message) in zip(results, cases):
-        assert result.returncode == 2 and message in result.stderr and result.stderr.count("\n") == 1
+        assert (result.returncode == 2 and message in result.stderr
+                and result.stderr.count("\n") == 1)
     assert tree(tmp_path) == before
 
 
@@ -180,16 +188,16 @@ def test_cuda_asked_for_without_a_gpu(gan, tmp_path, capsys, monkeypatch):
     assert not any(tmp_path.iterdir())
 
 
-
 FILE_EDITS = [  # (constants as typed into the file, the one line it gets, or None where it trains)
-    ({"g_widths": Code("(256)")}, "g_widths must be a non-empty tuple of ints > 0, like (64, 128), got 256"),
+    ({"g_widths": Code("(256)")},
+     "g_widths must be a non-empty tuple of ints > 0, like (64, 128), got 256"),
     ({"epochs": Code("2.5")}, "epochs must be an int > 0, got 2.5"),
     ({"seed": Code("None")}, "seed must be an int in [-2**63, 2**64), torch's, got None"),
     ({"lr": Code("'4e-4'")}, "lr must be a finite number > 0, got '4e-4'"),
     ({"g_widths": Code("[32, 64]")}, None),  # a list where a tuple is meant
     ({"out_dir": "~/gan_runs"}, None),        # ~ is the home folder
-    ({"epochs": Code("2\nepoch = 3")}, "epoch, set in the constants cell, is none of basic_gan's constants: "
-                                       "did you mean epochs?"),  # a dead option, not accepted in silence
+    ({"epochs": Code("2\nepoch = 3")},  # a dead option, not accepted in silence
+     "epoch, set in the constants cell, is none of basic_gan's constants: did you mean epochs?"),
     ({"data_dir": Code("Path('nowhere')")}, None),  # a Path, and --data_dir on the command line
 ]
 
@@ -214,7 +222,8 @@ def test_constants_edited_in_the_file_are_checked_like_the_command_line(tiny_dat
         monkeypatch.chdir(tmp_path / str(i))
         edited_gan = load_file(tmp_path / str(i) / "basic_gan.py", f"edited_basic_gan_{i}")
         args = ["--max_steps=2", "--d_widths=(32,)", "--z_dim=8", "--batch_size=16", "--device=cpu",
-                f"--data_dir={tiny_data}", *([] if "g_widths" in constants else ["--g_widths=(32,)"])]
+                f"--data_dir={tiny_data}",
+                *([] if "g_widths" in constants else ["--g_widths=(32,)"])]
         if message:
             capsys.readouterr()  # not the bars of the runs before
             with pytest.raises(SystemExit) as exit_:
@@ -223,7 +232,8 @@ def test_constants_edited_in_the_file_are_checked_like_the_command_line(tiny_dat
             assert exit_.value.code == 2 and err == f"basic_gan.py: error: {message}\n", err
         else:
             edited_gan.main(args)  # trains
-    listed = run_all([(["--sample=4", "--out_dir=out"], tmp_path / "4"), (["--help"], tmp_path / "4")],
+    listed = run_all([(["--sample=4", "--out_dir=out"], tmp_path / "4"),
+                      (["--help"], tmp_path / "4")],
                      script=lambda cwd: cwd / "basic_gan.py")  # and the file as a user runs it
     assert listed[0].returncode == 0 and "--g_widths " in listed[1].stdout  # still an option
     assert (home / "gan_runs" / "generator.pth").is_file() and not (tmp_path / "5" / "~").exists()

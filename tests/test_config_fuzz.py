@@ -13,7 +13,8 @@ import basic_gan  # noqa: E402
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.one_of(
     st.text(max_size=30),
-    st.builds(lambda k, v: f"--{k}={v}", st.sampled_from(["epochs", "lr", "g_widths", "resume", "device", "nope"]),
+    st.builds(lambda k, v: f"--{k}={v}",
+              st.sampled_from(["epochs", "lr", "g_widths", "resume", "device", "nope"]),
               st.one_of(st.text(max_size=20), st.integers().map(str), st.floats().map(repr))),
     st.sampled_from(["--epochs", "--resume", "--lr", "--", "-h"])), max_size=4))
 def test_fuzzed_arguments_parse_or_fail_in_one_line(argv):
@@ -24,9 +25,11 @@ def test_fuzzed_arguments_parse_or_fail_in_one_line(argv):
             vars(basic_gan).update(overrides)
             basic_gan.check_config()  # the types and values, as main() checks them
     except SystemExit as e:
-        assert e.code == 0 or (e.code == 2 and err.getvalue().count("\n") == 1 and "error:" in err.getvalue())
+        assert e.code == 0 or (e.code == 2 and err.getvalue().count("\n") == 1
+                               and "error:" in err.getvalue())
         return
     finally:
         vars(basic_gan).update(saved)
     for key, value in overrides.items():  # an int is a fine number where a float is meant
-        assert type(value) in ((int, float) if type(basic_gan.DEFAULTS[key]) is float else (type(basic_gan.DEFAULTS[key]),))
+        assert type(value) in ((int, float) if type(basic_gan.DEFAULTS[key]) is float
+                               else (type(basic_gan.DEFAULTS[key]),))

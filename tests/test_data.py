@@ -51,7 +51,9 @@ def test_each_epoch_serves_each_image_once_in_its_own_order(gan):
     gan.batch_size, gan.seed = 32, 0
     images = torch.arange(100).view(100, 1)  # each image is its own index
     labels = torch.zeros(100, dtype=torch.long)
-    epoch = lambda e, start=0: torch.stack([b for b, _ in gan.make_dataloader(images, labels, e, start)])
+
+    def epoch(e, start=0):
+        return torch.stack([b for b, _ in gan.make_dataloader(images, labels, e, start)])
 
     batches = epoch(0)
     assert isinstance(gan.make_dataloader(images, labels, 0), torch.utils.data.DataLoader)
@@ -109,4 +111,5 @@ def test_gzipped_files_in_the_torchvision_folder_are_read_as_they_are(gan, tmp_p
     with pytest.raises(SystemExit):
         gan.load_images("train")
     err = capsys.readouterr().err
-    assert f"{raw}/train-images-idx3-ubyte.gz is unreadable or corrupt" in err and "downloaded" not in err
+    assert (f"{raw}/train-images-idx3-ubyte.gz is unreadable or corrupt" in err
+            and "downloaded" not in err)

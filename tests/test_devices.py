@@ -9,7 +9,8 @@ import torch
 
 from conftest import SMALL
 
-ROOT_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # torch 2.14.1's CUDA 13.0 build
+# torch 2.14.1's CUDA 13.0 build
+ROOT_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
 
 
 def a_gpu(monkeypatch, name, capability, archs=ROOT_ARCHS):
@@ -62,7 +63,8 @@ def test_a_resume_on_a_gpu_holds_every_tensor_there_and_reads_none_before_its_sa
     every tensor meets only meta tensors, and nothing is read back until the save."""
     run = [*SMALL, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--info_step=5"]
     run += ["--conditional"] * conditional
-    gan.main([*run, "--max_steps=7"])  # reports at steps 2, 4 and 6: step 7's losses in the checkpoint
+    # reports at steps 2, 4 and 6: step 7's losses in the checkpoint
+    gan.main([*run, "--max_steps=7"])
     monkeypatch.setattr(gan, "pick_device", lambda say=False: (torch.device("meta"), "fp32"))
     steps, seen = [], {}
     step = gan.train_step
@@ -90,22 +92,28 @@ def test_the_files_a_gpu_run_writes_load_on_a_machine_without_one(gan, tmp_path,
     the GPU's download (zeros of its shape), and any tensor saved where it was is seen as meta."""
     saved, to = {}, torch.Tensor.to
     monkeypatch.setattr(gan, "atomic_save", lambda obj, path: saved.update({path.name: obj}))
-    monkeypatch.setattr(torch.Tensor, "to", lambda t, *a, **k: torch.zeros(t.shape, dtype=t.dtype)
-                        if t.is_meta and torch.device(k.get("device", a and a[0])) == torch.device("cpu")
-                        else to(t, *a, **k))
+
+    def download(t, *a, **k):
+        if t.is_meta and torch.device(k.get("device", a and a[0])) == torch.device("cpu"):
+            return torch.zeros(t.shape, dtype=t.dtype)
+        return to(t, *a, **k)
+
+    monkeypatch.setattr(torch.Tensor, "to", download)
     gan.out_dir, gan.data_dir = str(tmp_path), str(tmp_path)
     with torch.device("meta"):
         G, D = gan.Generator(8, (16,)), gan.Discriminator((16,))
         G_ema, opt_g = gan.make_ema(G), torch.optim.Adam(G.parameters())
         for p in G.parameters():  # Adam's state after a step
-            opt_g.state[p] = {"step": torch.tensor(1.0, device="cpu"), "exp_avg": torch.zeros_like(p),
-                              "exp_avg_sq": torch.zeros_like(p)}
+            opt_g.state[p] = {"step": torch.tensor(1.0, device="cpu"),
+                              "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
         run = SimpleNamespace(device=torch.device("meta"), recent=[{"G": torch.ones(())}],
-                              fixed_noise=torch.randn(4, 8), fixed_labels=None, progress=[], data={})
+                              fixed_noise=torch.randn(4, 8), fixed_labels=None, progress=[],
+                              data={})
     gan.save_models(G, D, G_ema)
     gan.save_checkpoint(run, 3, G, D, G_ema, opt_g, None)
     devices = {name: {t.device.type for t in all_tensors(obj)} for name, obj in saved.items()}
-    assert devices == {"generator.pth": {"cpu"}, "discriminator.pth": {"cpu"}, "checkpoint.pt": {"cpu"}}
+    assert devices == {"generator.pth": {"cpu"}, "discriminator.pth": {"cpu"},
+                       "checkpoint.pt": {"cpu"}}
 
 
 @pytest.mark.parametrize("capability, archs, runs", [
@@ -147,10 +155,13 @@ def test_a_driver_too_old_for_this_torch_is_said_not_taken_for_no_gpu(gan, monke
     gan.device = "auto"
     assert gan.pick_device(say=True)[0] == torch.device("cpu")
     note = capsys.readouterr().out
-    assert "cannot use the GPU: The NVIDIA driver on your system is too old (found version 12020)" in note
+    assert ("cannot use the GPU: The NVIDIA driver on your system is too old "
+            "(found version 12020)") in note
     err = refusal(gan, capsys, ["--device=cuda"])
-    assert "device 'cuda' was asked for, but torch" in err and "driver on your system is too old" in err
-    no_usable_gpu(monkeypatch, "Found no NVIDIA driver on your system. Please check that you have ...")
+    assert ("device 'cuda' was asked for, but torch" in err
+            and "driver on your system is too old" in err)
+    no_usable_gpu(monkeypatch, "Found no NVIDIA driver on your system. "
+                               "Please check that you have ...")
     gan.device = "auto"
     assert gan.pick_device(say=True)[0] == torch.device("cpu") and capsys.readouterr().out == ""
     assert "torch sees no CUDA GPU; use --device=cpu" in refusal(gan, capsys, ["--device=cuda"])
@@ -171,11 +182,13 @@ def test_bf16_is_refused_on_a_gpu_that_only_emulates_it(gan, monkeypatch, capsys
 def test_a_resume_on_a_mac_replays_the_same_noise(gan, tmp_path, monkeypatch):
     """The MPS generator draws z there: its state is saved and restored as CUDA's is."""
     states = []
-    monkeypatch.setattr(torch.mps, "get_rng_state", lambda *a: torch.tensor([7, 7], dtype=torch.uint8))
+    monkeypatch.setattr(torch.mps, "get_rng_state",
+                        lambda *a: torch.tensor([7, 7], dtype=torch.uint8))
     monkeypatch.setattr(torch.mps, "set_rng_state", lambda state, *a: states.append(state))
     gan.out_dir, gan.data_dir = str(tmp_path), str(tmp_path)
-    run = SimpleNamespace(device=torch.device("mps"), step=3, run_name="r", recent=[], fixed_noise=None,
-                          fixed_labels=None, progress=[], history=[], data={}, classes=[])
+    run = SimpleNamespace(device=torch.device("mps"), step=3, run_name="r", recent=[],
+                          fixed_noise=None, fixed_labels=None, progress=[], history=[], data={},
+                          classes=[])
     gan.save_checkpoint(run, 3, None, None, None, None, None)
     checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert checkpoint["device_rng"][0] == "mps" and checkpoint["device_rng"][1].tolist() == [7, 7]
@@ -191,7 +204,8 @@ def test_speed_and_floor_wait_for_the_device_they_time(monkeypatch):
     import floor
     import speed
     waited = []
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(("cuda", device)))
+    monkeypatch.setattr(torch.cuda, "synchronize",
+                        lambda device=None: waited.append(("cuda", device)))
     monkeypatch.setattr(torch.mps, "synchronize", lambda: waited.append(("mps", None)))
     speed.sync(torch.device("cuda", 1))
     speed.sync(torch.device("mps"))

@@ -17,8 +17,9 @@ from test_conditional import class_folders
 
 
 def conditional_run(gan, root, names):
-    gan.main([*SMALL, "--conditional", "--dataset=folder", f"--data_dir={class_folders(root / 'data', names)}",
-              "--image_size=8", "--batch_size=12", "--epochs=1", f"--out_dir={root / 'run'}"])
+    gan.main([*SMALL, "--conditional", "--dataset=folder",
+              f"--data_dir={class_folders(root / 'data', names)}", "--image_size=8",
+              "--batch_size=12", "--epochs=1", f"--out_dir={root / 'run'}"])
     return root / "run"
 
 
@@ -35,10 +36,12 @@ def one_line_error(gan, capsys, args, code=2):
     (("01", "02", "10"), "1", None),   # was: the class numbered 1, "02", silently
     (("1", "2", "10"), "0", None),     # was: the class numbered 0, "1"
     (("1", "2", "10"), "2", "2"),      # the name, not class number 2 ("10")
-    (("cats", "dogs", "owls"), "2", "owls"),  # names that are no numbers: a number is a class number
+    # names that are no numbers: a number is a class number
+    (("cats", "dogs", "owls"), "2", "owls"),
     (("cats", "dogs", "owls"), "²", None),    # a digit int() refuses: one line, not a traceback
 ])
-def test_label_means_a_name_first_and_says_what_it_drew(gan, tmp_path, capsys, names, asked, drawn):
+def test_label_means_a_name_first_and_says_what_it_drew(gan, tmp_path, capsys, names, asked,
+                                                        drawn):
     run = conditional_run(gan, tmp_path, names)
     names = sorted(names)  # the classes, in the order of their folders' names
     capsys.readouterr()
@@ -55,14 +58,16 @@ def test_generate_from_your_own_code_says_what_labels_it_needs(gan, tmp_path):
     G = gan.load_generator(conditional_run(gan, tmp_path, ("a", "b")) / "generator.pth")
     z = torch.randn(3, G.z_dim)
     for labels in (None, torch.tensor([0, 1, 2]), torch.tensor([-1, 0, 0])):
-        with pytest.raises(ValueError, match="this generator is conditional: pass labels, a class number from 0 to 1"):
+        with pytest.raises(ValueError, match="this generator is conditional: pass labels, "
+                                             "a class number from 0 to 1"):
             gan.generate(G, z, labels)
     assert gan.generate(G, z, torch.tensor([0, 1, 1])).shape == (3, 64)
 
 
 def test_label_on_a_training_command_is_refused(gan, tiny_data, tmp_path, capsys):
     assert "--label chooses the class --sample draws" in \
-        one_line_error(gan, capsys, [*SMALL, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--label=3"])
+        one_line_error(gan, capsys, [*SMALL, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}",
+                                     "--label=3"])
     assert not any(tmp_path.iterdir())
 
 
@@ -74,19 +79,22 @@ def test_only_the_scripts_own_temp_files_are_cleaned_up(gan, tiny_data, tmp_path
     (tmp_path / "samples.tmp" / "0.png").write_bytes(b"half")
     (tmp_path / "checkpoint.pt.tmp").write_bytes(b"a save a kill cut short")
     gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
-    assert (tmp_path / "notes.tmp").read_text() == "mine" and not (tmp_path / "checkpoint.pt.tmp").exists()
+    assert ((tmp_path / "notes.tmp").read_text() == "mine"
+            and not (tmp_path / "checkpoint.pt.tmp").exists())
     gan.main(["--resume", f"--out_dir={tmp_path}", "--max_steps=4"])
     gan.main(["--sample=3", f"--out_dir={tmp_path}"])
-    assert not (tmp_path / "samples.tmp").exists() and len(list((tmp_path / "samples").iterdir())) == 3
+    assert (not (tmp_path / "samples.tmp").exists()
+            and len(list((tmp_path / "samples").iterdir())) == 3)
 
 
 def test_counts_read_as_words(gan, tiny_data, tmp_path, capsys):
     gan.main([*SMALL, "--epochs=1", f"--data_dir={tiny_data}", f"--out_dir={tmp_path / 'a'}"])
-    assert "in fp32: 1 epoch of 16 steps, a report every 5" in capsys.readouterr().out  # not "1 epochs"
+    # not "1 epochs"
+    assert "in fp32: 1 epoch of 16 steps, a report every 5" in capsys.readouterr().out
     pictures = class_folders(tmp_path / "pics", ("x",), each=20)
     (pictures / "x" / "broken.png").write_bytes(b"not a png")
-    gan.main([*SMALL, "--dataset=folder", f"--data_dir={pictures}", "--image_size=8", "--max_steps=1",
-              f"--out_dir={tmp_path / 'b'}"])
+    gan.main([*SMALL, "--dataset=folder", f"--data_dir={pictures}", "--image_size=8",
+              "--max_steps=1", f"--out_dir={tmp_path / 'b'}"])
     assert "skipped 1 unreadable picture of 21; the first:" in capsys.readouterr().err
 
 
@@ -104,7 +112,8 @@ def test_main_runs_outside_the_main_thread(gan, tiny_data, tmp_path):
 def test_a_gpu_that_is_not_there_is_refused(gan, monkeypatch, capsys):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert "device 'cuda:3' was asked for, but torch sees 1 GPU: use --device=cuda:0 to cuda:0" in \
+    assert ("device 'cuda:3' was asked for, but torch sees 1 GPU: "
+            "use --device=cuda:0 to cuda:0") in \
         one_line_error(gan, capsys, ["--device=cuda:3"])
 
 
@@ -114,7 +123,8 @@ def test_the_notebook_resume_hint_is_python_for_any_folder(gan, monkeypatch):
         user_ns={"np": sys, "gan": gan})))  # a kernel that imported it as gan
     gan.out_dir = "Bob's run"
     hint = gan.resume_command()
-    assert hint == """gan.main(['--resume', "--out_dir=Bob's run"])"""  # imported: by the name it has there
+    # imported: by the name it has there
+    assert hint == """gan.main(['--resume', "--out_dir=Bob's run"])"""
     call = ast.parse(hint).body[0].value
     assert ast.literal_eval(call.args[0]) == ["--resume", "--out_dir=Bob's run"]
 
@@ -135,7 +145,8 @@ def test_a_folder_holding_only_weights_offers_no_resume_and_a_free_folder_beside
 
 def test_a_refusal_writes_nothing_in_a_folder_that_was_there(gan, tiny_data, tmp_path, capsys):
     (tmp_path / "mine.txt").write_text("mine")
-    one_line_error(gan, capsys, [*SMALL, f"--data_dir={tmp_path / 'nothing'}", f"--out_dir={tmp_path}",
+    one_line_error(gan, capsys, [*SMALL, f"--data_dir={tmp_path / 'nothing'}",
+                                 f"--out_dir={tmp_path}",
                                  "--dataset=folder"])  # refused once the folder is locked
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]  # no .lock left behind
 
@@ -143,21 +154,26 @@ def test_a_refusal_writes_nothing_in_a_folder_that_was_there(gan, tiny_data, tmp
 def test_sample_folders_read_by_imagefolder_get_gs_classes(gan, tiny_data, tmp_path):
     """Fashion-MNIST's names do not sort in class order: ImageFolder once gave 'Ankle boot' 0."""
     from torchvision.datasets import ImageFolder
-    gan.main([*SMALL, "--conditional", "--dataset=FashionMNIST", f"--data_dir={tiny_data}", "--max_steps=2",
-              f"--out_dir={tmp_path}"])
+    gan.main([*SMALL, "--conditional", "--dataset=FashionMNIST", f"--data_dir={tiny_data}",
+              "--max_steps=2", f"--out_dir={tmp_path}"])
     gan.main(["--sample=30", f"--out_dir={tmp_path}"])
     saved = torch.load(tmp_path / "samples_labels.pt", weights_only=True)
-    assert saved["classes"][:2] == ["T-shirt/top", "Trouser"] and saved["labels"].tolist() == [i % 10 for i in range(30)]
+    assert (saved["classes"][:2] == ["T-shirt/top", "Trouser"]
+            and saved["labels"].tolist() == [i % 10 for i in range(30)])
     folder = ImageFolder(tmp_path / "samples")
-    assert folder.classes[:3] == ["0_T-shirt-top", "1_Trouser", "2_Pullover"] and folder.classes[9] == "9_Ankle boot"
+    assert (folder.classes[:3] == ["0_T-shirt-top", "1_Trouser", "2_Pullover"]
+            and folder.classes[9] == "9_Ankle boot")
     by_index = {int(Path(path).stem): target for path, target in folder.samples}
-    assert [by_index[i] for i in range(30)] == saved["labels"].tolist()  # each sample's class, G's number
+    # each sample's class, G's number
+    assert [by_index[i] for i in range(30)] == saved["labels"].tolist()
 
 
-def test_a_stopped_sample_leaves_the_samples_from_before_whole(gan, tiny_data, tmp_path, monkeypatch, capsys):
+def test_a_stopped_sample_leaves_the_samples_from_before_whole(gan, tiny_data, tmp_path,
+                                                               monkeypatch, capsys):
     gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
     gan.main(["--sample=5", f"--out_dir={tmp_path}"])
-    before = {p.name: p.read_bytes() for p in [tmp_path / "samples.pt", *(tmp_path / "samples").iterdir()]}
+    before = {p.name: p.read_bytes()
+              for p in [tmp_path / "samples.pt", *(tmp_path / "samples").iterdir()]}
     saves = []
 
     def ctrl_c_after_three(self, path, *args, **kwargs):
@@ -169,19 +185,23 @@ def test_a_stopped_sample_leaves_the_samples_from_before_whole(gan, tiny_data, t
     monkeypatch.setattr(Image.Image, "save", ctrl_c_after_three)
     assert "stopped: the samples from before are as they were" in \
         one_line_error(gan, capsys, ["--sample=7", f"--out_dir={tmp_path}"], code=130)
-    after = {p.name: p.read_bytes() for p in [tmp_path / "samples.pt", *(tmp_path / "samples").iterdir()]}
+    after = {p.name: p.read_bytes()
+             for p in [tmp_path / "samples.pt", *(tmp_path / "samples").iterdir()]}
     assert after == before and not (tmp_path / "samples.tmp").exists()
     monkeypatch.setattr(Image.Image, "save", real_save)
     gan.main(["--resume", f"--out_dir={tmp_path}", "--max_steps=3"])  # and the folder works on
 
 
-def test_a_sample_too_big_for_the_disk_is_refused_before_writing(gan, tiny_data, tmp_path, monkeypatch, capsys):
+def test_a_sample_too_big_for_the_disk_is_refused_before_writing(gan, tiny_data, tmp_path,
+                                                                  monkeypatch, capsys):
     gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
     before = sorted(p.name for p in tmp_path.iterdir())
-    monkeypatch.setattr(gan.shutil, "disk_usage", lambda path: SimpleNamespace(free=10**6))  # 1 MB free
+    monkeypatch.setattr(gan.shutil, "disk_usage",
+                        lambda path: SimpleNamespace(free=10**6))  # 1 MB free
     err = one_line_error(gan, capsys, ["--sample=1000", f"--out_dir={tmp_path}"])
-    assert "1000 samples need about 0.0 GB on disk (samples.pt and a PNG each), more than the 0.0 GB free: " \
-           "try --sample=138" in err and sorted(p.name for p in tmp_path.iterdir()) == before
+    assert ("1000 samples need about 0.0 GB on disk (samples.pt and a PNG each), more than the "
+            "0.0 GB free: try --sample=138" in err
+            and sorted(p.name for p in tmp_path.iterdir()) == before)
 
 
 def test_a_class_with_no_readable_picture_is_no_class(gan, tmp_path, capsys):
@@ -190,8 +210,10 @@ def test_a_class_with_no_readable_picture_is_no_class(gan, tmp_path, capsys):
         png.write_bytes(b"not a png")
     gan.conditional, gan.dataset, gan.data_dir, gan.image_size = True, "folder", str(root), 8
     images, labels, classes = gan.load_images()
-    assert classes == ["cats", "dogs"] and labels.tolist() == [0] * 12 + [1] * 12 and len(images) == 24
-    assert "warning: no class for owls: not one of its pictures could be read" in capsys.readouterr().err
+    assert (classes == ["cats", "dogs"] and labels.tolist() == [0] * 12 + [1] * 12
+            and len(images) == 24)
+    assert ("warning: no class for owls: not one of its pictures could be read"
+            in capsys.readouterr().err)
 
 
 def test_tiff_is_read_and_class_names_are_one_however_the_os_spells_them(gan, tmp_path):
@@ -204,11 +226,13 @@ def test_tiff_is_read_and_class_names_are_one_however_the_os_spells_them(gan, tm
     Image.new("L", (8, 8), 200).save(root / "tea" / "0.tiff")
     gan.conditional, gan.dataset, gan.data_dir, gan.image_size = True, "folder", str(root), 8
     images, labels, classes = gan.load_images()
-    assert classes == [unicodedata.normalize("NFC", "café"), "tea"] and sorted(labels.tolist()) == [0, 0, 1]
+    assert (classes == [unicodedata.normalize("NFC", "café"), "tea"]
+            and sorted(labels.tolist()) == [0, 0, 1])
 
 
 def test_a_huge_picture_prints_no_pillow_warning(gan, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # so a 10 x 10 picture is a "bomb" warning's size
+    # so a 10 x 10 picture is a "bomb" warning's size
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)
     (tmp_path / "p").mkdir()
     Image.new("L", (10, 10), 128).save(tmp_path / "p" / "big.png")
     gan.dataset, gan.data_dir, gan.image_size = "folder", str(tmp_path / "p"), 8
@@ -221,10 +245,12 @@ def test_a_huge_picture_prints_no_pillow_warning(gan, tmp_path, capsys, monkeypa
 
 def test_tensorboard_shows_each_step_once_after_a_kill_and_a_resume(gan, tiny_data, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    args = [*SMALL, "--info_step=5", "--epochs=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"]
+    args = [*SMALL, "--info_step=5", "--epochs=2", f"--data_dir={tiny_data}",
+            f"--out_dir={tmp_path}"]
     gan.main([*args, "--max_steps=16"])  # the checkpoint at step 16
     at_16 = (tmp_path / "checkpoint.pt").read_bytes()
-    gan.main(["--resume", f"--out_dir={tmp_path}", "--max_steps=31"])  # reports 20, 25, 30; saves at 31
+    # reports 20, 25, 30; saves at 31
+    gan.main(["--resume", f"--out_dir={tmp_path}", "--max_steps=31"])
     (tmp_path / "checkpoint.pt").write_bytes(at_16)  # as if killed at step 31, before its save
     gan.main(["--resume", f"--out_dir={tmp_path}"])  # 16 to 32 again
     events = EventAccumulator(str(next((tmp_path / "runs").iterdir())))
@@ -232,15 +258,18 @@ def test_tensorboard_shows_each_step_once_after_a_kill_and_a_resume(gan, tiny_da
     assert [e.step for e in events.Scalars("losses/G")] == [5, 10, 15, 20, 25, 30]
 
 
-def test_a_constant_set_in_a_later_cell_is_taken_and_kept(gan, tiny_data, tmp_path, capsys, monkeypatch):
+def test_a_constant_set_in_a_later_cell_is_taken_and_kept(gan, tiny_data, tmp_path, capsys,
+                                                           monkeypatch):
     monkeypatch.setattr(gan, "YOURS", {})
     monkeypatch.setattr(gan, "APPLIED", {})
     args = [*SMALL, f"--data_dir={tiny_data}"]
     gan.epochs = 1  # a later cell: epochs = 1 (or basic_gan.epochs = 1)
     gan.main([*args, f"--out_dir={tmp_path / 'a'}"])
     out = capsys.readouterr().out
-    assert "note: taking epochs=1, set after the constants cell" in out and "1 epoch of 16 steps" in out
-    gan.main([*args, "--max_steps=20", f"--out_dir={tmp_path / 'b'}"])  # kept, and not the last call's flags
+    assert ("note: taking epochs=1, set after the constants cell" in out
+            and "1 epoch of 16 steps" in out)
+    # kept, and not the last call's flags
+    gan.main([*args, "--max_steps=20", f"--out_dir={tmp_path / 'b'}"])
     assert "1 epoch of 16 steps" in capsys.readouterr().out and gan.max_steps == 20
     gan.epochs = gan.DEFAULTS["epochs"]  # the constants cell run again: as written
     gan.main([*args, "--max_steps=1", f"--out_dir={tmp_path / 'c'}"])
@@ -250,17 +279,19 @@ def test_a_constant_set_in_a_later_cell_is_taken_and_kept(gan, tiny_data, tmp_pa
 
 def test_a_name_too_long_for_the_os_is_one_line(gan, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert "out_dir 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... cannot be used: File name too long" in \
-        one_line_error(gan, capsys, ["--out_dir=" + "x" * 300])
+    assert ("out_dir 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx'... cannot be used: "
+            "File name too long") in one_line_error(gan, capsys, ["--out_dir=" + "x" * 300])
     assert "data_dir" in one_line_error(gan, capsys, ["--data_dir=" + "d/" + "y" * 300])
-    assert list(tmp_path.iterdir()) == []  # bad input writes nothing: not even the folder above data_dir
+    # bad input writes nothing: not even the folder above data_dir
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_ctrl_c_while_pictures_are_decoded_is_one_line(gan, tmp_path, monkeypatch, capsys):
     root = class_folders(tmp_path / "pics", ("x",), each=20)
     monkeypatch.setattr(gan, "read_picture", lambda path: (_ for _ in ()).throw(KeyboardInterrupt))
     assert "stopped by Ctrl-C" in one_line_error(
-        gan, capsys, [*SMALL, "--dataset=folder", f"--data_dir={root}", f"--out_dir={tmp_path / 'o'}"], code=130)
+        gan, capsys, [*SMALL, "--dataset=folder", f"--data_dir={root}",
+                      f"--out_dir={tmp_path / 'o'}"], code=130)
     assert not (tmp_path / "o").exists()
 
 
@@ -269,11 +300,12 @@ def test_a_dataset_bigger_than_the_gpus_free_memory_is_refused(gan, tiny_data, m
     gan.data_dir = str(tiny_data)
     with pytest.raises(SystemExit):
         gan.training_data(torch.device("cuda"))
-    assert "256 images need 0.0 GB, more than half of what is free on cuda: try a smaller" in capsys.readouterr().err
+    assert ("256 images need 0.0 GB, more than half of what is free on cuda: try a smaller"
+            in capsys.readouterr().err)
 
 
-def test_a_full_disk_during_sample_names_the_samples_not_the_training_checkpoint(gan, tiny_data, tmp_path,
-                                                                                 monkeypatch, capsys):
+def test_a_full_disk_during_sample_names_the_samples_not_the_training_checkpoint(
+        gan, tiny_data, tmp_path, monkeypatch, capsys):
     import errno
     gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
     gan.main(["--sample=4", f"--out_dir={tmp_path}"])
@@ -281,8 +313,10 @@ def test_a_full_disk_during_sample_names_the_samples_not_the_training_checkpoint
     monkeypatch.setattr(Image.Image, "save", lambda *a, **k: (_ for _ in ()).throw(
         OSError(errno.ENOSPC, "No space left on device")))
     err = one_line_error(gan, capsys, ["--sample=9", f"--out_dir={tmp_path}"], code=1)
-    assert "No space left on device. The samples from before are as they were" in err and "checkpoint" not in err
-    assert (tmp_path / "samples.pt").read_bytes() == before and not (tmp_path / "samples.tmp").exists()
+    assert ("No space left on device. The samples from before are as they were" in err
+            and "checkpoint" not in err)
+    assert ((tmp_path / "samples.pt").read_bytes() == before
+            and not (tmp_path / "samples.tmp").exists())
 
 
 def test_samples_png_is_described_as_it_is_drawn(gan, tmp_path, capsys):
@@ -305,14 +339,17 @@ def test_sample_needs_about_one_samples_pt_of_memory(gan, tmp_path):
     """It once held three float copies of all the samples while writing the PNGs."""
     import subprocess
     G = gan.Generator(8, (32, 64))
-    torch.save({"state_dict": G.state_dict(), "config": {"z_dim": 8, "g_widths": (32, 64)}}, tmp_path / "generator.pth")
-    peak = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; runpy.run_path(sys.argv[0], run_name='__main__'); "
+    torch.save({"state_dict": G.state_dict(), "config": {"z_dim": 8, "g_widths": (32, 64)}},
+               tmp_path / "generator.pth")
+    peak = ("import resource, runpy, sys; sys.argv = sys.argv[1:]; "
+            "runpy.run_path(sys.argv[0], run_name='__main__'); "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)")
     for n in (1, 12000):  # both at once: the baseline (imports) and 12,000 samples
         (tmp_path / str(n)).mkdir()
         shutil.copy(tmp_path / "generator.pth", tmp_path / str(n))
-    runs = [subprocess.Popen([sys.executable, "-c", peak, str(ROOT / "basic_gan.py"), f"--sample={n}",
-                              f"--out_dir={tmp_path / str(n)}"], stdout=subprocess.PIPE, text=True,
+    runs = [subprocess.Popen([sys.executable, "-c", peak, str(ROOT / "basic_gan.py"),
+                              f"--sample={n}", f"--out_dir={tmp_path / str(n)}"],
+                             stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "MPLBACKEND": "Agg"}) for n in (1, 12000)]
     one, many = (int(run.communicate(timeout=120)[0].splitlines()[-1]) for run in runs)
     assert many - one < 1.5 * 12000 * 28 * 28 * 4  # 38 MB of samples; it was about 4 times that

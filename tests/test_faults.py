@@ -36,7 +36,8 @@ def test_a_failed_write_keeps_the_previous_file_and_says_so(gan, tmp_path, capsy
 def test_a_failed_grid_ends_the_run_in_one_line(tiny_data, tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "fake_step000005.png").symlink_to("/dev/full")  # the first report's grid
-    result = run_script(*SMALL, "--info_step=5", f"--data_dir={tiny_data}", "--out_dir=out", cwd=tmp_path)
+    result = run_script(*SMALL, "--info_step=5", f"--data_dir={tiny_data}", "--out_dir=out",
+                        cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     assert error_lines(result) == [  # the progress bar shares stderr
         "basic_gan.py: error: could not write out/fake_step000005.png: No space left on device. "
@@ -55,7 +56,8 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(disk)], check=True)
 
 
-def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(tiny_data, tiny_disk, tmp_path):
+def test_a_full_disk_ends_the_run_in_one_line_and_keeps_the_last_checkpoint(tiny_data, tiny_disk,
+                                                                            tmp_path):
     result = run_script(*SMALL, "--info_step=1000", "--epochs=5", f"--data_dir={tiny_data}",
                         f"--out_dir={tiny_disk}", cwd=tmp_path)
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
@@ -98,7 +100,12 @@ def kill_and_resume(args, out, rng, inside_a_save, kills=3):
     """Start, SIGKILL, and go on as a user would, again and again; then let it finish. A kill meant
     for inside a save that a busy machine let land just after it counts as a kill, and is tried
     again (a few times at most), so the test is the same on idle and loaded machines."""
-    go_on = lambda: ["--resume", f"--out_dir={out}"] if (out / "checkpoint.pt").exists() else [*args, f"--out_dir={out}"]
+
+    def go_on():
+        if (out / "checkpoint.pt").exists():
+            return ["--resume", f"--out_dir={out}"]
+        return [*args, f"--out_dir={out}"]
+
     died_mid_save = tries = 0
     while tries < kills or (inside_a_save and died_mid_save < kills and tries < kills + 5):
         tries += 1
@@ -128,8 +135,8 @@ def test_hard_kills_at_any_moment_lose_nothing_saved(tiny_data, tmp_path):
         assert resumed["run"]["step"] == 480 and not list(out.glob("*.tmp"))
 
 
-def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan, tiny_data, tmp_path,
-                                                                            monkeypatch):
+def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan, tiny_data,
+                                                                            tmp_path, monkeypatch):
     args = [*SMALL, "--info_step=1000", "--epochs=1000", f"--data_dir={tiny_data}", "--out_dir=out"]
     first = start_script(*args, cwd=tmp_path)
     while "training on" not in first.stdout.readline():
@@ -137,7 +144,8 @@ def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan,
     second = run_script(*args, cwd=tmp_path)
     assert second.returncode == 2 and second.stdout == "", second.stderr  # refused before any data
     assert second.stderr.strip() == (f"basic_gan.py: error: out is in use by another run (process "
-                                     f"{first.pid}): let it finish, stop it, or set another --out_dir")
+                                     f"{first.pid}): let it finish, stop it, or set another "
+                                     f"--out_dir")
     assert len(list((tmp_path / "out" / "runs").iterdir())) == 1  # only the first run's
     while not (tmp_path / "out" / "generator.pth").exists():
         assert first.poll() is None
@@ -151,7 +159,8 @@ def test_a_second_run_in_the_same_folder_is_refused_until_the_first_is_gone(gan,
     assert load(tmp_path / "out" / "checkpoint.pt")["run"]["step"] == step + 3
 
 
-def test_the_folder_is_free_again_after_main_returns_or_fails(gan, tiny_data, tmp_path, monkeypatch):
+def test_the_folder_is_free_again_after_main_returns_or_fails(gan, tiny_data, tmp_path,
+                                                              monkeypatch):
     gan.main([*SMALL, "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
     real_step = gan.train_step
     monkeypatch.setattr(gan, "train_step", lambda *a, **k: {"D_real": torch.tensor(float("nan"))})

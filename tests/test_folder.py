@@ -68,13 +68,15 @@ def test_the_built_in_sets_follow_image_size_and_channels(gan, tiny_data):
     assert images.shape == (256, 3, 32, 32) and torch.equal(images[:, 0], images[:, 2])
 
 
-def test_a_folder_too_big_for_memory_is_refused_with_a_size_that_fits(gan, pictures, capsys, monkeypatch):
+def test_a_folder_too_big_for_memory_is_refused_with_a_size_that_fits(gan, pictures, capsys,
+                                                                       monkeypatch):
     monkeypatch.setattr(gan, "available_memory", lambda: 2 * 42 * 3 * 10 * 10 + 1)
     gan.dataset, gan.data_dir, gan.image_size, gan.channels = "folder", str(pictures), 64, 3
     with pytest.raises(SystemExit):
         gan.load_images()
     err = capsys.readouterr().err
-    assert "42 images of 3 x 64 x 64 need" in err and "try --image_size=10" in err and "decoding" not in err
+    assert ("42 images of 3 x 64 x 64 need" in err and "try --image_size=10" in err
+            and "decoding" not in err)
 
 
 def test_a_colour_run_end_to_end(gan, pictures, tmp_path, monkeypatch):
@@ -82,13 +84,15 @@ def test_a_colour_run_end_to_end(gan, pictures, tmp_path, monkeypatch):
     args = [*SMALL, "--dataset=folder", f"--data_dir={pictures}", "--image_size=16", "--channels=3",
             "--batch_size=8", "--epochs=4", "--info_step=5"]  # 41 pictures: 5 steps an epoch
     gan.main([*args, "--out_dir=whole"])
-    fake = EventAccumulator(str(next((tmp_path / "whole" / "runs").iterdir())), size_guidance={"images": 0})
+    fake = EventAccumulator(str(next((tmp_path / "whole" / "runs").iterdir())),
+                            size_guidance={"images": 0})
     fake.Reload()
     assert (fake.Images("images/fake")[0].width, fake.Images("images/fake")[0].height) == (146, 146)
     assert Image.open(tmp_path / "whole" / "fake_step000005.png").mode in ("RGB", "RGBA")
     gan.main([*args, "--out_dir=cut", "--max_steps=7"])
     gan.main(["--resume", "--out_dir=cut"])  # the shape comes back from the checkpoint
-    whole, cut = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True) for d in ("whole", "cut"))
+    whole, cut = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=True)
+                  for d in ("whole", "cut"))
     for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):
         assert same_state(whole[key], cut[key]), key
     gan.main(["--sample=5", "--out_dir=whole"])  # no flags: generator.pth knows its shape
@@ -97,8 +101,8 @@ def test_a_colour_run_end_to_end(gan, pictures, tmp_path, monkeypatch):
 
 def test_resuming_with_another_shape_is_refused(gan, pictures, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    gan.main([*SMALL, "--dataset=folder", f"--data_dir={pictures}", "--image_size=16", "--max_steps=1",
-              "--out_dir=run"])
+    gan.main([*SMALL, "--dataset=folder", f"--data_dir={pictures}", "--image_size=16",
+              "--max_steps=1", "--out_dir=run"])
     with pytest.raises(SystemExit):
         gan.main(["--resume", "--out_dir=run", "--image_size=32"])
     assert "was made with image_size=16: resuming with --image_size=32 would make another run" in \
@@ -109,12 +113,14 @@ BAD_FOLDERS = [
     ("missing", "data_dir missing does not exist"),
     ("words", "words holds no pictures (.png, .jpg"),
     ("broken", "none of the 2 pictures in broken could be read; the first: broken/a.png"),
-    ("few", "few holds 3 training images, fewer than one batch of 16: set --batch_size to at most 3"),
+    ("few",
+     "few holds 3 training images, fewer than one batch of 16: set --batch_size to at most 3"),
 ]
 
 
 @pytest.mark.parametrize("folder, message", BAD_FOLDERS, ids=[f for f, _ in BAD_FOLDERS])
-def test_bad_folders_get_one_line_and_nothing_is_written(gan, tmp_path, monkeypatch, capsys, folder, message):
+def test_bad_folders_get_one_line_and_nothing_is_written(gan, tmp_path, monkeypatch, capsys, folder,
+                                                         message):
     (tmp_path / "words").mkdir()
     (tmp_path / "words" / "a.txt").write_text("no pictures here")
     (tmp_path / "broken").mkdir()
@@ -134,7 +140,8 @@ def test_bad_folders_get_one_line_and_nothing_is_written(gan, tmp_path, monkeypa
 def test_fewer_digits_than_one_batch_are_refused_too(gan, tmp_path, capsys):
     data = write_dataset(tmp_path, fake_digits(10), fake_digits(10))
     with pytest.raises(SystemExit):
-        gan.main([*SMALL, "--batch_size=100000", f"--data_dir={data}", f"--out_dir={tmp_path / 'out'}"])
+        gan.main([*SMALL, "--batch_size=100000", f"--data_dir={data}",
+                  f"--out_dir={tmp_path / 'out'}"])
     assert "holds 10 training images, fewer than one batch of 100000" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
@@ -146,7 +153,8 @@ def gradient(size=(24, 16)):
 
 
 def awkward_pictures(folder):
-    """(awkward picture, the same picture saved as a plain 8-bit PNG) pairs, as real folders hold."""
+    """(awkward picture, the same picture saved as a plain 8-bit PNG) pairs,
+    as real folders hold."""
     folder.mkdir()
     pairs = []
 
@@ -165,7 +173,8 @@ def awkward_pictures(folder):
     deep = np.arange(24 * 16).reshape(16, 24).astype(np.uint16) % 256
     pair("sixteen_bit.png", Image.fromarray(deep * 257), Image.fromarray(deep.astype(np.uint8)))
     pair("picture.bmp", gradient(), gradient())
-    jpeg = folder / "phone.jpg"  # stored sideways, with EXIF Orientation 6: turn 90 degrees clockwise
+    # stored sideways, with EXIF Orientation 6: turn 90 degrees clockwise
+    jpeg = folder / "phone.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6
     gradient().save(jpeg, exif=exif, quality=95)
@@ -181,7 +190,8 @@ def test_pictures_are_read_as_a_viewer_shows_them(gan, tmp_path):
         decoded, reference = gan.read_picture(awkward), gan.read_picture(plain)
         assert decoded.dtype == torch.uint8 and torch.equal(decoded, reference), awkward.name
     assert gan.read_picture(tmp_path / "awkward" / "phone.jpg").shape == (3, 24, 16)  # upright
-    assert gan.read_picture(tmp_path / "awkward" / "sixteen_bit.png").max() == 255  # scaled, not clipped
+    # scaled, not clipped
+    assert gan.read_picture(tmp_path / "awkward" / "sixteen_bit.png").max() == 255
 
 
 def test_a_folder_of_awkward_pictures_trains(gan, tmp_path, monkeypatch, capsys):
@@ -191,7 +201,8 @@ def test_a_folder_of_awkward_pictures_trains(gan, tmp_path, monkeypatch, capsys)
     (tmp_path / "elsewhere").mkdir()
     gradient().save(tmp_path / "elsewhere" / "linked.png")
     (tmp_path / "data" / "linked").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
-    (tmp_path / "data" / "loop").symlink_to(tmp_path / "data", target_is_directory=True)  # read once
+    # read once
+    (tmp_path / "data" / "loop").symlink_to(tmp_path / "data", target_is_directory=True)
     gradient().save(os.fsdecode(bytes(tmp_path / "data") + b"/caf\xe9.png"))
     (tmp_path / "data" / "notes.png").write_text("not a picture")
     monkeypatch.chdir(tmp_path)

@@ -15,7 +15,8 @@ def test_generator_makes_images_in_tanh_range():
 
 
 def test_discriminator_gives_one_logit_per_image():
-    torch.manual_seed(0)  # so the weights, and whether a logit leaves [0, 1], are the same every time
+    # so the weights, and whether a logit leaves [0, 1], are the same every time
+    torch.manual_seed(0)
     D = basic_gan.Discriminator((512, 256, 128))
     logits, classes = D(torch.randn(8, 784) * 10)
     assert logits.shape == (8, 1) and classes is None  # no class guesses where there are no classes
@@ -27,7 +28,10 @@ def test_ema_warms_up_then_lags(gan):
     gan.ema_decay = 0.999
     G = gan.Generator(4, (8,))
     ema = gan.make_ema(G)
-    weight = lambda m: next(m.parameters()).detach().clone()
+
+    def weight(m):
+        return next(m.parameters()).detach().clone()
+
     for step in range(3):
         with torch.no_grad():
             for p in G.parameters():
@@ -45,7 +49,10 @@ def test_ema_span_grows_as_the_lr_falls(gan):
     gan.ema_decay = 0.99
     G = gan.Generator(4, (8,))
     ema = gan.make_ema(G)
-    weight = lambda m: next(m.parameters()).detach().clone()
+
+    def weight(m):
+        return next(m.parameters()).detach().clone()
+
     # And never more than a twentieth of the steps so far: a short run's end is not averaged away.
     for step, lr_share, kept in ((10**6, 1.0, 0.99), (10**6, 0.5, 0.995), (10**6, 0.1, 0.999),
                                  (10**6, 0.0, 0.999), (4000, 0.1, 4001 / 4021), (4000, 1.0, 0.99)):
@@ -73,7 +80,8 @@ def test_the_average_draws_with_batchnorm_statistics_of_its_own_output(gan):
     assert all(torch.equal(a, b) for a, b in zip(weights, ema.parameters()))  # only the statistics
     assert norm.momentum == 0.1 and ema.training  # as it was: a copy of G in training mode
     statistics = [b.clone() for b in ema.buffers()]
-    gan.settled(ema, 0)  # its own fixed noise: the same statistics again, and no draw from torch's RNG
+    # its own fixed noise: the same statistics again, and no draw from torch's RNG
+    gan.settled(ema, 0)
     assert all(torch.equal(a, b) for a, b in zip(statistics, ema.buffers()))
 
 
@@ -108,16 +116,25 @@ def test_lr_is_constant_then_falls_linearly_towards_zero(gan):
 def test_between_reports_nothing_waits_for_a_number_from_the_device(gan, tiny_data, monkeypatch):
     """On a GPU every .item(), .tolist() or tensor used as a Python number stalls the pipeline; the
     loop's step, the EMA and the data make none, so the losses are read only at a report."""
-    gan.data_dir, gan.batch_size, gan.z_dim, gan.g_widths, gan.d_widths = str(tiny_data), 16, 8, (32,), (32,)
+    gan.data_dir, gan.batch_size, gan.z_dim = str(tiny_data), 16, 8
+    gan.g_widths, gan.d_widths = (32,), (32,)
     images, labels, _ = gan.load_images()
     G, D, G_ema, opt_g, opt_d = gan.make_models(torch.device("cpu"))
-    batches = iter(gan.make_dataloader(images, labels, epoch=0))  # its seed: once an epoch, on the CPU
+    # its seed: once an epoch, on the CPU
+    batches = iter(gan.make_dataloader(images, labels, epoch=0))
     reads = []
+
+    def counted(name, real):
+        def read(self, *args):
+            reads.append(name)
+            return real(self, *args)
+        return read
+
     for name in ("item", "tolist", "__bool__", "__float__", "__int__", "__index__"):
-        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _name=name, _real=getattr(torch.Tensor, name):
-                            reads.append(_name) or _real(self, *a))
+        monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
     for step, (batch, _) in enumerate(batches):
         losses = gan.train_step(G, D, opt_g, opt_d, gan.to_model_range(batch), use_r1=step % 4 == 0)
         gan.ema_update(G_ema, G, step)
     assert step == 15 and reads == [] and isinstance(losses["G"], torch.Tensor)
-    assert float(losses["G"]) > 0 and reads == ["__float__"]  # what a report does, and it is counted
+    # what a report does, and it is counted
+    assert float(losses["G"]) > 0 and reads == ["__float__"]

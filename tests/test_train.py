@@ -1,4 +1,5 @@
-"""Whole runs, as a user starts them: outputs, TensorBoard, --sample, --resume, signals and faults."""
+"""Whole runs, as a user starts them:
+outputs, TensorBoard, --sample, --resume, signals and faults."""
 import copy
 import os
 import shlex
@@ -37,14 +38,31 @@ def load(path):
 
 def test_a_run_prints_progress_and_writes_every_output(trained):
     out, result = trained
-    assert "training on CPU with" in result.stdout and f"in {PRECISION}" in result.stdout  # as pinned
+    # as pinned
+    assert "training on CPU with" in result.stdout and f"in {PRECISION}" in result.stdout
     reports = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert [r.split(":")[0] for r in reports] == [f"step {s}" for s in (5, 10, 15, 20, 25, 30)]
     assert "G loss" in reports[0] and "D loss" in reports[0]
     names = {p.name for p in out.iterdir()}
-    assert {"generator.pth", "discriminator.pth", "checkpoint.pt", "losses.png", "progress.png", "runs"} <= names
-    assert {f"fake_step{s:06d}.png" for s in (5, 30, 32)} <= names and "real_step000030.png" in names
+    assert {"generator.pth", "discriminator.pth", "checkpoint.pt", "losses.png", "progress.png",
+            "runs"} <= names
+    assert ({f"fake_step{s:06d}.png" for s in (5, 30, 32)} <= names
+            and "real_step000030.png" in names)
     assert not any(n.endswith(".tmp") for n in names)
+
+
+def test_the_digits_forming_are_a_strip_and_a_moving_picture(trained):
+    """progress.gif: the fixed noise's whole grid at each report, as the PyTorch DCGAN tutorial's
+    animation; progress.png: the first 8 of it at up to 10 reports, top to bottom."""
+    out, _ = trained
+    gif = Image.open(out / "progress.gif")
+    assert gif.n_frames == 6 and gif.info["loop"] == 0  # a frame a report, over and over
+    first_report = Image.open(out / "fake_step000005.png")  # the grid shown at step 5
+    assert gif.size == (242, 242) and first_report.size[0] > 242  # 8 x 8 digits, and a titled figure
+    gif.seek(5)
+    last = torch.tensor(list(gif.convert("L").getdata())).view(242, 242)
+    assert last.float().std() > 10  # digits, not a blank frame
+    assert Image.open(out / "progress.png").size == (242, 182)  # 6 rows of 8: one a report
 
 
 def test_saved_models_rebuild_from_their_own_file(trained, gan):
@@ -54,7 +72,8 @@ def test_saved_models_rebuild_from_their_own_file(trained, gan):
     G.load_state_dict(g["state_dict"])
     D = gan.Discriminator(d["config"]["d_widths"])
     D.load_state_dict(d["state_dict"])
-    assert G.eval()(torch.randn(3, 8)).shape == (3, 784) and D(torch.zeros(3, 784))[0].shape == (3, 1)
+    assert (G.eval()(torch.randn(3, 8)).shape == (3, 784)
+            and D(torch.zeros(3, 784))[0].shape == (3, 1))
     measured = gan.settled(copy.deepcopy(G), g["config"]["seed"])  # its statistics: its output's
     assert all(torch.equal(a, b) for a, b in zip(measured.buffers(), G.buffers()))
 
@@ -67,15 +86,21 @@ def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
     events = EventAccumulator(str(runs[0]), size_guidance={"images": 0, "scalars": 0})
     events.Reload()
     tags = events.Tags()
-    for tag in ("losses/G", "losses/D", "losses/D_real", "losses/D_fake", "losses/R1", "charts/D(x)",
-                "charts/D(G(z))", "charts/lr", "charts/images_per_s"):
+    for tag in ("losses/G", "losses/D", "losses/D_real", "losses/D_fake", "losses/R1",
+                "charts/D(x)", "charts/D(G(z))", "charts/lr", "charts/images_per_s"):
         assert [e.step for e in events.Scalars(tag)] == [5, 10, 15, 20, 25, 30]
     # D's loss is the game's: its BCE on real and on fake digits, and R1 is logged on its own
-    value = lambda tag: [e.value for e in events.Scalars(tag)]
-    assert value("losses/D") == pytest.approx([r + f for r, f in zip(value("losses/D_real"), value("losses/D_fake"))])
-    assert all(r1 > 0 for r1 in value("losses/R1")) and not any("class" in t for t in tags["scalars"])
+
+    def value(tag):
+        return [e.value for e in events.Scalars(tag)]
+
+    assert value("losses/D") == pytest.approx(
+        [r + f for r, f in zip(value("losses/D_real"), value("losses/D_fake"))])
+    assert (all(r1 > 0 for r1 in value("losses/R1"))
+            and not any("class" in t for t in tags["scalars"]))
     lrs = [e.value for e in events.Scalars("charts/lr")]
-    assert lrs[0] == pytest.approx(4e-4) and lrs[-1] == pytest.approx(4e-4 * 3 / 16)  # falls over the last half
+    assert (lrs[0] == pytest.approx(4e-4)
+            and lrs[-1] == pytest.approx(4e-4 * 3 / 16))  # falls over the last half
     fake, real = events.Images("images/fake"), events.Images("images/real")
     assert [e.step for e in fake] == [5, 10, 15, 20, 25, 30]
     assert (fake[0].width, fake[0].height) == (242, 242)  # 64 digits, 8 by 8, 2-pixel padding
@@ -109,15 +134,17 @@ def test_resume_continues_the_same_run_bit_for_bit(trained, tiny_data, tmp_path)
         assert same_state(whole[key], resumed[key]), key
     for key in ("step", "history", "progress", "recent", "fixed_noise"):
         assert same_state(whole["run"][key], resumed["run"][key]), key
-    assert len(list((tmp_path / "b" / "runs").iterdir())) == 1  # appended to the same TensorBoard run
+    # appended to the same TensorBoard run
+    assert len(list((tmp_path / "b" / "runs").iterdir())) == 1
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, code):
     args = [*SMALL, "--info_step=50", "--epochs=12", f"--data_dir={tiny_data}"]  # 192 steps
-    whole_run = start_script(*args, "--out_dir=whole", cwd=tmp_path) if sig == signal.SIGINT else None
-    proc = subprocess.Popen([sys.executable, str(ROOT / "basic_gan.py"), *args, "--out_dir=my cut"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    whole_run = (start_script(*args, "--out_dir=whole", cwd=tmp_path) if sig == signal.SIGINT
+                 else None)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "basic_gan.py"), *args, "--out_dir=my cut"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     while not proc.stdout.readline().startswith("step 50:"):  # mid-epoch 4: 50 = 3 x 16 + 2
         assert proc.poll() is None
@@ -135,7 +162,8 @@ def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, 
     assert pasted.returncode == 0, pasted.stderr
     assert "12 epochs of 16 steps" in pasted.stdout  # the plan came back from the checkpoint
     assert finish(whole_run).returncode == 0
-    whole, resumed = load(tmp_path / "whole" / "checkpoint.pt"), load(tmp_path / "my cut" / "checkpoint.pt")
+    whole = load(tmp_path / "whole" / "checkpoint.pt")
+    resumed = load(tmp_path / "my cut" / "checkpoint.pt")
     for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng"):
         assert same_state(whole[key], resumed[key]), key
     for key in ("step", "history", "progress", "recent"):
@@ -143,11 +171,12 @@ def test_a_signal_mid_epoch_saves_and_resume_is_exact(tiny_data, tmp_path, sig, 
 
 
 @pytest.mark.parametrize("bad_from, message, saved", [
-    (20, "between steps 20 and 25 the loss is not finite", 16),  # after the first epoch's checkpoint
+    # after the first epoch's checkpoint
+    (20, "between steps 20 and 25 the loss is not finite", 16),
     (2, "between steps 0 and 5 the loss is not finite", None),  # before there is any
 ])
-def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(gan, tiny_data, tmp_path, monkeypatch, capsys,
-                                                             bad_from, message, saved):
+def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(gan, tiny_data, tmp_path, monkeypatch,
+                                                             capsys, bad_from, message, saved):
     real_step, steps = gan.train_step, []
 
     def step_that_breaks(*args, **kwargs):
@@ -161,33 +190,43 @@ def test_a_nan_loss_stops_and_keeps_the_last_good_checkpoint(gan, tiny_data, tmp
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and message in err
     if saved:  # the end of epoch 1, not the bad state
-        assert load(tmp_path / "checkpoint.pt")["run"]["step"] == saved and f"(step {saved}) is intact" in err
+        assert (load(tmp_path / "checkpoint.pt")["run"]["step"] == saved
+                and f"(step {saved}) is intact" in err)
     else:  # and it says so, rather than name a file that is not there
         assert f"There is no intact {tmp_path}/checkpoint.pt to resume from" in err
         assert not (tmp_path / "checkpoint.pt").exists()
 
 
 def make_it_old(path):
-    """A checkpoint as the version before (seed, epoch) data order wrote it: no format, a data RNG."""
+    """A checkpoint as the version before (seed, epoch) data order wrote it:
+    no format, a data RNG."""
     ckpt = load(path)
     del ckpt["format"]
     torch.save({**ckpt, "data_rng": torch.get_rng_state(), "epoch": 1}, path)
 
 
-BAD_CHECKPOINTS = [
-    (lambda p: p.write_bytes(b"garbage"), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
-    (make_it_old, [], "checkpoint.pt was made by an older basic_gan: start a new run"),
-    (lambda p: p.write_bytes(p.read_bytes()[:5000]), [], "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
-    (lambda p: None, ["--z_dim=16"], "was made with z_dim=8: resuming with --z_dim=16 would make another run"),
-    (lambda p: None, ["--g_widths=(32,)"], "made with g_widths=(32, 64): resuming with --g_widths=(32,) would"),
-    (lambda p: None, ["--seed=1"], "checkpoint.pt was made with seed=0: resuming with --seed=1 would make"),
-    (lambda p: None, ["--dataset=FashionMNIST"], "made with dataset='MNIST': resuming with --dataset="),
-    (lambda p: None, ["--lr=0.001"], "made with lr=0.0004: resuming with --lr=0.001 would make another run"),
+BAD_CHECKPOINTS = [  # (damage done to the checkpoint, flags of the resume, the one line it gets)
+    (lambda p: p.write_bytes(b"garbage"), [],
+     "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
+    (make_it_old, [],
+     "checkpoint.pt was made by an older basic_gan: start a new run"),
+    (lambda p: p.write_bytes(p.read_bytes()[:5000]), [],
+     "checkpoint.pt is corrupt or not a basic_gan checkpoint"),
+    (lambda p: None, ["--z_dim=16"],
+     "was made with z_dim=8: resuming with --z_dim=16 would make another run"),
+    (lambda p: None, ["--g_widths=(32,)"],
+     "made with g_widths=(32, 64): resuming with --g_widths=(32,) would"),
+    (lambda p: None, ["--seed=1"],
+     "checkpoint.pt was made with seed=0: resuming with --seed=1 would make"),
+    (lambda p: None, ["--dataset=FashionMNIST"],
+     "made with dataset='MNIST': resuming with --dataset="),
+    (lambda p: None, ["--lr=0.001"],
+     "made with lr=0.0004: resuming with --lr=0.001 would make another run"),
 ]
 
 
-@pytest.mark.parametrize("case", range(len(BAD_CHECKPOINTS)), ids=["garbage", "old", "truncated", "z_dim",
-                                                                   "g_widths", "seed", "dataset", "lr"])
+@pytest.mark.parametrize("case", range(len(BAD_CHECKPOINTS)), ids=[
+    "garbage", "old", "truncated", "z_dim", "g_widths", "seed", "dataset", "lr"])
 def test_a_bad_checkpoint_is_refused_in_one_line(gan, trained, tmp_path, monkeypatch, capsys, case):
     damage, extra, message = BAD_CHECKPOINTS[case]
     (tmp_path / "out").mkdir()
@@ -209,20 +248,23 @@ def test_a_corrupt_generator_is_refused_by_sample(gan, tmp_path, capsys):
 
 
 def test_bf16_path_runs_when_forced(gan, tiny_data, tmp_path):
-    G, D, _ = gan.main([*SMALL, "--precision=bf16", "--max_steps=2", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    G, D, _ = gan.main([*SMALL, "--precision=bf16", "--max_steps=2", f"--data_dir={tiny_data}",
+                        f"--out_dir={tmp_path}"])
     assert all(torch.isfinite(p).all() for p in G.parameters())
 
 
 def test_real_digits_train(real_root, tmp_path, monkeypatch):
     """The default models on the real test digits (tiled to 60k): a short run trains and reports."""
-    result = run_script("--device=cpu", f"--data_dir={real_root}", "--out_dir=out", "--max_steps=60",
-                        "--info_step=30", cwd=tmp_path)
+    result = run_script("--device=cpu", f"--data_dir={real_root}", "--out_dir=out",
+                        "--max_steps=60", "--info_step=30", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     import basic_gan
     monkeypatch.setattr(basic_gan, "device", "cpu")
     _, picked = basic_gan.pick_device()  # what this machine should pick: bf16 or fp32
-    assert f"training on CPU with {torch.backends.cpu.get_cpu_capability()} in {picked}" in result.stdout
-    assert "469 steps" not in result.stdout and "468 steps" in result.stdout  # 60k / 128, last batch dropped
+    assert (f"training on CPU with {torch.backends.cpu.get_cpu_capability()} in {picked}"
+            in result.stdout)
+    # 60k / 128, last batch dropped
+    assert "469 steps" not in result.stdout and "468 steps" in result.stdout
     reports = [line for line in result.stdout.splitlines() if line.startswith("step ")]
     assert len(reports) == 2
     d_real = float(reports[-1].split("D(x) ")[1].split(",")[0])
@@ -236,11 +278,12 @@ def copy_of(out, tmp_path):
 
 def snapshot(folder):
     """Each file's time of change; the lock is left out, since a refused run takes it first."""
-    return {str(p.relative_to(folder)): p.stat().st_mtime_ns for p in folder.rglob("*") if p.name != ".lock"}
+    return {str(p.relative_to(folder)): p.stat().st_mtime_ns
+            for p in folder.rglob("*") if p.name != ".lock"}
 
 
-def test_a_finished_run_says_so_and_writes_nothing_then_trains_longer(gan, trained, tiny_data, tmp_path,
-                                                                      monkeypatch, capsys):
+def test_a_finished_run_says_so_and_writes_nothing_then_trains_longer(
+        gan, trained, tiny_data, tmp_path, monkeypatch, capsys):
     run = copy_of(trained[0], tmp_path)
     before = snapshot(run)
     monkeypatch.chdir(tmp_path)
@@ -250,7 +293,8 @@ def test_a_finished_run_says_so_and_writes_nothing_then_trains_longer(gan, train
     assert "python basic_gan.py --resume --out_dir=run --epochs=4" in out
     assert "saved" not in out and "resuming" not in out and snapshot(run) == before
     moved = shutil.copytree(tiny_data, tmp_path / "moved")  # the same data, in another place
-    gan.main(["--resume", "--out_dir=run", "--epochs=3", f"--data_dir={moved}"])  # the plan may grow
+    # the plan may grow
+    gan.main(["--resume", "--out_dir=run", "--epochs=3", f"--data_dir={moved}"])
     assert "3 epochs of 16 steps" in capsys.readouterr().out
     assert load(run / "checkpoint.pt")["run"]["step"] == 48
 
@@ -268,14 +312,15 @@ OTHER_DATA = [
 
 
 @pytest.mark.parametrize("count, seed, message", OTHER_DATA)
-def test_resuming_on_other_data_is_refused_in_one_line(gan, trained, tmp_path, monkeypatch, capsys,
-                                                       count, seed, message):
+def test_resuming_on_other_data_is_refused_in_one_line(gan, trained, tmp_path, monkeypatch,
+                                                       capsys, count, seed, message):
     run = copy_of(trained[0], tmp_path)
     before = snapshot(run)
     data = other_data(tmp_path / "other", fake_digits(count, seed=seed)[0])
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
-        gan.main(["--resume", "--out_dir=run", f"--data_dir={data}", "--epochs=3"])  # so there is work to do
+        # --epochs=3: so there is work to do
+        gan.main(["--resume", "--out_dir=run", f"--data_dir={data}", "--epochs=3"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and message in err and err.count("\n") == 1, err
     assert "that run trained on: set --data_dir to those" in err and snapshot(run) == before
@@ -285,14 +330,16 @@ def test_images_per_s_counts_only_the_steps_since_the_resume(gan, tmp_path):
     gan.batch_size = 16
     losses = {name: torch.tensor(0.5) for name in ("D_real", "D_fake", "G", "D(x)", "D(G(z))")}
     run = SimpleNamespace(recent=[losses], history=[], progress=[], fixed_noise=torch.randn(4, 8),
-                          fixed_labels=None, timer=(time.perf_counter() - 1.0, 1000))  # resumed at 1000, 1 s ago
+                          fixed_labels=None,
+                          timer=(time.perf_counter() - 1.0, 1000))  # resumed at 1000, 1 s ago
     gan.out_dir = str(tmp_path)
     with gan.SummaryWriter(tmp_path / "tb") as run.writer:
         gan.report(run, 1020, gan.Generator(8, (16,)), torch.zeros(4, 784), 1e-4)
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     images_per_s = events.Scalars("charts/images_per_s")[0].value
-    assert 200 < images_per_s <= 320  # 20 steps of 16 in a second or a bit more; not 1020 steps' worth
+    # 20 steps of 16 in a second or a bit more; not 1020 steps' worth
+    assert 200 < images_per_s <= 320
 
 
 def test_tilde_in_paths_is_the_home_folder(gan, tiny_data, tmp_path, monkeypatch):
@@ -304,21 +351,28 @@ def test_tilde_in_paths_is_the_home_folder(gan, tiny_data, tmp_path, monkeypatch
     assert (home / "runs" / "generator.pth").is_file() and not (tmp_path / "~").exists()
 
 
-def test_a_large_sample_is_drawn_in_chunks_with_a_preview_a_person_can_look_at(gan, trained, tmp_path,
-                                                                              capsys):
+def test_a_large_sample_is_drawn_in_chunks_with_a_preview_a_person_can_look_at(gan, trained,
+                                                                              tmp_path, capsys):
     run = copy_of(trained[0], tmp_path)
-    assert gan.main(["--sample=20001", f"--out_dir={run}"]) is None  # no tensor for a notebook to echo
+    # no tensor for a notebook to echo
+    assert gan.main(["--sample=20001", f"--out_dir={run}"]) is None
     assert load(run / "samples.pt").shape == (20001, 1, 28, 28)
     assert Image.open(run / "samples.png").size == (482, 482)  # the first 256: 16 x 16
     out = capsys.readouterr().out
-    assert f"wrote 20001 samples to {run}/samples.pt (62.7 MB) and {run}/samples/, the first 256" in out
+    assert (f"wrote 20001 samples to {run}/samples.pt (62.7 MB) and {run}/samples/, "
+            "the first 256") in out
     assert len(list((run / "samples").iterdir())) == 20001  # flat: this generator has no classes
 
 
-def test_a_new_run_never_replaces_another_one(gan, trained, tiny_data, tmp_path, monkeypatch, capsys):
+def test_a_new_run_never_replaces_another_one(gan, trained, tiny_data, tmp_path, monkeypatch,
+                                              capsys):
     """Running the script twice in one folder is the most natural thing a learner does."""
     run = copy_of(trained[0], tmp_path)
-    files = lambda: {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".lock"}
+
+    def files():
+        return {p.name: p.read_bytes() for p in run.iterdir()
+                if p.is_file() and p.name != ".lock"}
+
     before = files()
     monkeypatch.chdir(tmp_path)
     for extra in ([], ["--sample=0"], ["--resume=False", "--epochs=1"]):
@@ -326,8 +380,9 @@ def test_a_new_run_never_replaces_another_one(gan, trained, tiny_data, tmp_path,
             gan.main([*RUN, f"--data_dir={tiny_data}", "--out_dir=run", *extra])
         err = capsys.readouterr()
         assert exit_.value.code == 2 and err.out == "" and err.err.count("\n") == 1, err
-        assert ("run holds a run (checkpoint.pt) that a new one would replace: go on with it with python "
-                "basic_gan.py --resume --out_dir=run, or start the new one with --out_dir=run_2") in err.err
+        assert ("run holds a run (checkpoint.pt) that a new one would replace: go on with it with "
+                "python basic_gan.py --resume --out_dir=run, or start the new one with "
+                "--out_dir=run_2") in err.err
     assert files() == before  # the weights too
     (tmp_path / "run_2").mkdir()
     with pytest.raises(SystemExit):
@@ -342,12 +397,14 @@ def test_a_new_run_never_replaces_another_one(gan, trained, tiny_data, tmp_path,
     (["--epochs=40", "--batch_size=256"], [13, 26, 39]),  # 1 step an epoch, as in a small folder
     (["--epochs=2", "--info_step=16"], [16, 32]),  # 2 reports as asked: info_step holds
     (["--epochs=40", "--max_steps=12"], [4, 8, 12]),  # was none: the interval came from the epochs
-    (["--epochs=40", "--max_steps=5", "--batch_size=256"], [1, 2, 3, 4, 5]),  # fewer than 6: each step
+    # fewer than 6: each step
+    (["--epochs=40", "--max_steps=5", "--batch_size=256"], [1, 2, 3, 4, 5]),
 ])
 def test_a_short_run_shows_a_few_reports(gan, tiny_data, tmp_path, capsys, args, reports):
     gan.main([*SMALL, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", *args])
     out = capsys.readouterr().out
-    assert [int(line.split(":")[0][5:]) for line in out.splitlines() if line.startswith("step ")] == reports
+    assert [int(line.split(":")[0][5:])
+            for line in out.splitlines() if line.startswith("step ")] == reports
     assert f"a report every {reports[0]}" in out
     assert (tmp_path / "progress.png").is_file() and (tmp_path / "losses.png").is_file()
 
@@ -358,7 +415,8 @@ def test_a_sample_too_big_for_memory_is_refused_in_one_line(gan, trained, tmp_pa
     with pytest.raises(SystemExit) as exit_:
         gan.main(["--sample=99999999999999", f"--out_dir={run}"])
     err = capsys.readouterr().err
-    assert exit_.value.code == 2 and err.count("\n") == 1 and "99999999999999 images of 1 x 28 x 28 need" in err
+    assert (exit_.value.code == 2 and err.count("\n") == 1
+            and "99999999999999 images of 1 x 28 x 28 need" in err)
     assert "try --sample=" in err and snapshot(run) == before
 
 
@@ -366,7 +424,8 @@ def test_a_sample_too_big_for_memory_is_refused_in_one_line(gan, trained, tmp_pa
     ("", "out_dir must be a folder, in quotes, got ''", 2),        # not the current folder
     ("/proc/x", "could not write /proc/x: No such file or directory", 1),
 ])
-def test_odd_out_dirs_get_one_line(gan, tiny_data, tmp_path, monkeypatch, capsys, out_dir, message, code):
+def test_odd_out_dirs_get_one_line(gan, tiny_data, tmp_path, monkeypatch, capsys, out_dir, message,
+                                   code):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as exit_:
         gan.main([*SMALL, f"--data_dir={tiny_data}", f"--out_dir={out_dir}"])
@@ -375,8 +434,10 @@ def test_odd_out_dirs_get_one_line(gan, tiny_data, tmp_path, monkeypatch, capsys
     assert not any(tmp_path.iterdir())
 
 
-def test_a_run_you_cannot_write_to_says_how_to_draw_from_it(gan, trained, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(gan.os, "access", lambda path, mode: False)  # as a read-only folder would say
+def test_a_run_you_cannot_write_to_says_how_to_draw_from_it(gan, trained, tmp_path, monkeypatch,
+                                                            capsys):
+    # as a read-only folder would say
+    monkeypatch.setattr(gan.os, "access", lambda path, mode: False)
     with pytest.raises(SystemExit):
         gan.main(["--sample=4", f"--out_dir={trained[0]}"])
     assert "copy its generator.pth to a folder you can write to" in capsys.readouterr().err
@@ -384,9 +445,11 @@ def test_a_run_you_cannot_write_to_says_how_to_draw_from_it(gan, trained, tmp_pa
 
 def test_a_report_averages_every_step_since_the_last_one_across_a_save(gan, tiny_data, tmp_path):
     """A save at an epoch's end checks the losses but leaves them to the next report."""
-    gan.main([*RUN, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--max_steps=18"])  # saves at 16, 18
+    # saves at 16, 18
+    gan.main([*RUN, f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--max_steps=18"])
     recent = load(tmp_path / "checkpoint.pt")["run"]["recent"]
-    assert len(recent) == 3 and {"D_real", "D_fake", "G", "D(x)", "D(G(z))"} <= set(recent[0])  # 16, 17, 18
+    assert (len(recent) == 3  # 16, 17, 18
+            and {"D_real", "D_fake", "G", "D(x)", "D(G(z))"} <= set(recent[0]))
 
 
 def test_a_generator_from_any_save_draws_with_statistics_of_its_own_output(gan, trained, tmp_path):
@@ -406,27 +469,32 @@ def test_a_generator_from_any_save_draws_with_statistics_of_its_own_output(gan, 
     assert all(torch.equal(a, b) for a, b in zip(loaded.buffers(), measured.buffers()))
 
 
-def test_a_stop_on_the_last_step_ends_the_run_as_it_would(gan, tiny_data, tmp_path, monkeypatch, capsys):
+def test_a_stop_on_the_last_step_ends_the_run_as_it_would(gan, tiny_data, tmp_path, monkeypatch,
+                                                          capsys):
     """It printed a resume command that answered "has finished", and left no final grid,
     progress.png or losses.png, which no later command writes."""
     step = gan.train_step
     monkeypatch.setattr(gan, "train_step", lambda *a, **k: (step(*a, **k), gan.STOP.append(2))[0])
-    gan.main([*RUN, "--epochs=1", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}", "--max_steps=1"])
+    gan.main([*RUN, "--epochs=1", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}",
+              "--max_steps=1"])
     out, err = capsys.readouterr()
     assert "stopped" not in err and "Continue with" not in err
-    assert {"progress.png", "losses.png", "fake_step000001.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert ({"progress.png", "losses.png", "fake_step000001.png"}
+            <= {p.name for p in tmp_path.iterdir()})
     assert load(tmp_path / "checkpoint.pt")["run"]["step"] == 1
 
 
 def test_a_resume_past_the_length_asked_for_says_where_the_run_is(gan, tiny_data, tmp_path, capsys):
-    """A run stopped at step 20 of 12 epochs (192 steps), resumed with --epochs=1 (16 steps), said it
-    had "finished its 1 epoch (20 steps)" and offered --epochs=2, which is past too."""
-    gan.main([*RUN, "--epochs=12", "--max_steps=20", f"--data_dir={tiny_data}", f"--out_dir={tmp_path}"])
+    """A run stopped at step 20 of 12 epochs (192 steps), resumed with --epochs=1 (16 steps), said
+    it had "finished its 1 epoch (20 steps)" and offered --epochs=2, which is past too."""
+    gan.main([*RUN, "--epochs=12", "--max_steps=20", f"--data_dir={tiny_data}",
+              f"--out_dir={tmp_path}"])
     capsys.readouterr()
     gan.main(["--resume", "--epochs=1", f"--out_dir={tmp_path}"])
     out = capsys.readouterr().out
     assert f"{tmp_path} is at step 20, past the 16 steps of 1 epoch: nothing to do. To go on: " \
            f"python basic_gan.py --resume --out_dir={tmp_path}\n" in out  # its own 12 epochs
-    gan.main([*RUN, "--epochs=1", "--max_steps=20", f"--data_dir={tiny_data}", f"--out_dir={tmp_path / 'b'}"])
+    gan.main([*RUN, "--epochs=1", "--max_steps=20", f"--data_dir={tiny_data}",
+              f"--out_dir={tmp_path / 'b'}"])
     gan.main(["--resume", f"--out_dir={tmp_path / 'b'}", "--epochs=1"])
     assert "finished its 1 epoch (16 steps)" in capsys.readouterr().out
