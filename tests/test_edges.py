@@ -1,4 +1,4 @@
-"""The edges a hostile new user finds: samples, classes and hints that must be right (issue 33)."""
+"""The edges a hostile new user finds: samples, classes and hints that must be right."""
 import ast
 import os
 import shutil
