@@ -459,14 +459,14 @@ def cuda_problem(index=0):
             torch.cuda.init()  # raises, with the reason: is_available() only warned, and once
         except Exception as e:
             reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            return None if re.search(r"no NVIDIA driver|no CUDA GPUs", reason) else (
+            return None if re.search(r"no NVIDIA driver|no CUDA GPUs", reason, re.I) else (
                 f"torch {torch.__version__} (CUDA {torch.version.cuda}) cannot use the GPU: "
                 f"{reason[:160]}")
         return None
-    name = torch.cuda.get_device_name(index)
+    name, archs = torch.cuda.get_device_name(index), torch.cuda.get_arch_list()
     major, minor = torch.cuda.get_device_capability(index)
-    if not has_kernels(major, minor, torch.cuda.get_arch_list()):
-        built = ", ".join(a for a in torch.cuda.get_arch_list() if a.startswith("sm_"))
+    if torch.version.cuda and archs and not has_kernels(major, minor, archs):  # not ROCm's gfx
+        built = ", ".join(a for a in archs if a.startswith("sm_"))
         return (f"this torch has no kernels for the {name} (sm_{major}{minor}), only for {built}: "
                 f"pip install torch=={torch.__version__.split('+')[0]} torchvision --index-url "
                 f"https://download.pytorch.org/whl/cu126 (CUDA 12.6 builds run sm_50 to sm_90)")
@@ -534,8 +534,8 @@ def save_run(run, step, G, D, G_ema, opt_g, opt_d):
         mean_losses(run, step)  # refuses to save a run whose loss is not finite
     save_checkpoint(run, step, G, D, G_ema, opt_g, opt_d)
     last = step == plan(run.data["images"])[2]  # a stop on the last step: the run ends as it would
-    if STOP or last:  # the last save (the checkpoint resumes as it was): G_ema draws with
-        settled(G_ema, seed)  # statistics of its own, in generator.pth and the last grid
+    if STOP or last:  # the last save (the checkpoint resumes as it was): the generator draws
+        settled(G_ema if G_ema is not None else G, seed)  # with statistics of its own output
     save_models(G, D, G_ema, run.classes)
     run.writer.flush()
     if STOP and not last:
@@ -548,8 +548,9 @@ def resume_command(*more):  # what goes on, as it is typed where it is shown
     if in_notebook():  # main() itself after %run or a pasted cell; basic_gan.main() if imported
         names = sys.modules["IPython"].get_ipython().user_ns
         ran = globals().get("__name__") in ("__main__", None)  # None: after %run, which drops it
-        module = "" if ran else next((f"{k}." for k, v in names.items() if type(v) is type(sys) and
-                                      vars(v).get("main") is main), "basic_gan.")  # its name there
+        module = "" if ran or names.get("main") is main else next(  # as it is named there
+            (f"{k}." for k, v in names.items() if type(v) is type(sys) and vars(v).get("main")
+             is main), "basic_gan.")
         return f"{module}main({['--resume', f'--out_dir={out_dir}', *more]!r})"
     return " ".join(["python basic_gan.py --resume", f"--out_dir={shlex.quote(out_dir)}", *more])
 
@@ -1146,8 +1147,8 @@ RULES = [  # (constants, a test each must pass, what it must be), for the file a
     (("resume", "conditional"), lambda v: type(v) is bool, "True or False"),
     (("label",), lambda v: type(v) is str, "a class's name or number, in quotes"),
     (("data_dir", "out_dir"), lambda v: type(v) is str and v.strip() != "", "a folder, in quotes"),
-    (("device",), lambda v: v in ("auto", "cpu", "mps")
-     or re.fullmatch(r"cuda(:(0|[1-9]\d*))?", str(v)),
+    (("device",), lambda v: type(v) is str and (v in ("auto", "cpu", "mps")
+                                                or re.fullmatch(r"cuda(:(0|[1-9]\d*))?", v)),
      "one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"),
     (("precision",), lambda v: v in ("auto", "fp32", "bf16"), "one of auto, fp32, bf16"),
     (("dataset",), lambda v: v in ("MNIST", "FashionMNIST", "folder"),
@@ -1235,7 +1236,8 @@ def notebook_names():
     a later cell sets a constant there, not here. None where the file was imported or pasted."""
     if in_notebook():
         names = sys.modules["IPython"].get_ipython().user_ns
-        return names if names is not globals() and names.get("main") is main else None
+        ran = names is not globals() and "__name__" not in globals()  # %run drops __name__
+        return names if ran and names.get("main") is main else None
 
 
 def sample_or_train(argv):

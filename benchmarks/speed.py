@@ -169,6 +169,8 @@ def main(argv=None):
     p.add_argument("--data_dir",
                    help="what basic_gan takes: a torchvision root or a folder of IDX files")
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="the one basic_gan trains in (auto: as basic_gan picks it)")
     p.add_argument("--steps", type=int, default=200, help="timed steps per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", help="append the numbers as one JSON line to this file")
@@ -215,6 +217,7 @@ def main(argv=None):
 
         root = write_dataset(raw, pixels(60000), pixels(10000), gz=False).parents[1]
     basic_gan.data_dir, basic_gan.device = str(root), args.device
+    basic_gan.precision = args.precision
     dev, prec = basic_gan.pick_device()
     torch.set_float32_matmul_precision("high")  # TF32 on GPUs that have it, as training sets it
     torch.manual_seed(0)

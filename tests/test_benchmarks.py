@@ -61,8 +61,12 @@ def test_speed_takes_a_folder_of_idx_files(tiny_data, monkeypatch):
     import speed
     monkeypatch.setattr(basic_gan, "data_dir", basic_gan.data_dir)  # speed.py sets it
     monkeypatch.setattr(basic_gan, "device", basic_gan.device)
-    results = speed.main([f"--data_dir={tiny_data}", "--steps=2", "--rounds=1", "--device=cpu"])
-    assert {"textbook", "basic_gan fp32"} <= set(results) and all(v > 0 for v in results.values())
+    monkeypatch.setattr(basic_gan, "precision", basic_gan.precision)
+    results = speed.main([f"--data_dir={tiny_data}", "--steps=2", "--rounds=1", "--device=cpu",
+                          "--precision=fp32", f"--against={ROOT / 'basic_gan.py'}"])
+    assert set(results) == {"textbook", "basic_gan fp32", "against fp32", "basic_gan bf16"}
+    assert all(v > 0 for v in results.values())
+    assert torch.get_float32_matmul_precision() == "high"  # TF32 on a GPU, as in training
 
 
 def test_quality_says_in_one_line_what_it_can_score(blobs, tmp_path, capsys):

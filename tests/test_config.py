@@ -81,6 +81,8 @@ def test_parse_errors_are_one_line(gan, capsys, argv, message):
     ({"resume": "yes"}, "resume must be True or False, got 'yes'"),
     ({"out_dir": 5}, "out_dir must be a folder, in quotes, got 5"),
     ({"device": "tpu"}, "device must be one of auto, cpu, cuda, cuda:N"),
+    # a cell after %run: device = torch.device("cuda")
+    ({"device": torch.device("cuda")}, "device must be one of auto, cpu, cuda, cuda:N"),
     ({"device": None}, "device must be one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps"),
     ({"device": "cuda:01"},
      "device must be one of auto, cpu, cuda, cuda:N (N = 0, 1, ...), mps, got 'cuda:01'"),

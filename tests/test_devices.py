@@ -165,6 +165,18 @@ def test_a_driver_too_old_for_this_torch_is_said_not_taken_for_no_gpu(gan, monke
     gan.device = "auto"
     assert gan.pick_device(say=True)[0] == torch.device("cpu") and capsys.readouterr().out == ""
     assert "torch sees no CUDA GPU; use --device=cpu" in refusal(gan, capsys, ["--device=cuda"])
+    no_usable_gpu(monkeypatch, "No CUDA GPUs are available")  # CUDA_VISIBLE_DEVICES="": hidden
+    gan.device = "auto"
+    assert gan.pick_device(say=True)[0] == torch.device("cpu") and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize("archs, hip", [([], None), (["gfx90a", "gfx942"], "6.2")])
+def test_a_gpu_whose_kernels_cannot_be_told_is_taken_at_its_word(gan, monkeypatch, archs, hip):
+    """A torch built from source lists no archs; ROCm's list AMD's gfx names: neither is refused."""
+    a_gpu(monkeypatch, "a GPU", (8, 0), archs)
+    monkeypatch.setattr(torch.version, "hip", hip)
+    monkeypatch.setattr(torch.version, "cuda", None if hip else "13.0")
+    assert gan.cuda_problem() is None and gan.pick_device()[0] == torch.device("cuda")
 
 
 def test_bf16_is_refused_on_a_gpu_that_only_emulates_it(gan, monkeypatch, capsys):

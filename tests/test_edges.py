@@ -367,3 +367,14 @@ def test_the_resume_hint_after_a_first_run_is_main_itself(gan, monkeypatch):
     assert ran.resume_command() == "main(['--resume', '--out_dir=outputs'])"
     del vars(ran)["__name__"]  # as %run leaves it once it ends: the hint a later cell prints
     assert ran.resume_command() == "main(['--resume', '--out_dir=outputs'])"
+
+
+def test_a_main_imported_by_name_is_not_taken_for_percent_run(gan, monkeypatch):
+    """from basic_gan import main: the notebook's own lr, seed or device are not constants, and
+    main() writes none of its constants into the notebook's names; the hint is main() itself."""
+    names = {"main": gan.main, "lr": 1.0, "device": "my own"}
+    monkeypatch.setattr(gan, "in_notebook", lambda: True)
+    monkeypatch.setitem(sys.modules, "IPython", SimpleNamespace(get_ipython=lambda: SimpleNamespace(
+        user_ns=names)))
+    assert gan.notebook_names() is None
+    assert gan.resume_command() == "main(['--resume', '--out_dir=outputs'])"
