@@ -1063,8 +1063,8 @@ def restore_config(overrides):
               f"nothing to do. To go on: {go_on}")
     elif step >= last:
         print(f"{out_dir} has finished its {count(epochs, 'epoch')} ({step} steps). To train it "
-              f"longer: {resume_command(f'--epochs={2 * epochs}')}. The lr climbs back to its "
-              f"peak and falls again over the last {lr_decay:.0%}: the samples get worse first")
+              f"longer: {resume_command(f'--epochs={2 * epochs}')}. The lr comes back to where "
+              f"a {2 * epochs}-epoch schedule has it now and falls to 0 again by its end")
     return ckpt if step < last else None
 
 

@@ -289,6 +289,7 @@ def test_a_finished_run_says_so_and_writes_nothing_then_trains_longer(
     gan.main(["--resume", "--out_dir=run"])
     out = capsys.readouterr().out
     assert "run has finished its 2 epochs (32 steps)" in out
+    assert "The lr comes back to where a 4-epoch schedule has it now and falls to 0 again" in out
     assert "python basic_gan.py --resume --out_dir=run --epochs=4" in out
     assert "saved" not in out and "resuming" not in out and snapshot(run) == before
     moved = shutil.copytree(tiny_data, tmp_path / "moved")  # the same data, in another place
