@@ -274,7 +274,7 @@ def test_a_constant_set_in_a_later_cell_is_taken_and_kept(gan, tiny_data, tmp_pa
     gan.epochs = gan.DEFAULTS["epochs"]  # the constants cell run again: as written
     gan.main([*args, "--max_steps=1", f"--out_dir={tmp_path / 'c'}"])
     out = capsys.readouterr().out
-    assert "note:" not in out and "40 epochs of 16 steps" in out
+    assert "note:" not in out and f"{gan.DEFAULTS['epochs']} epochs of 16 steps" in out
 
 
 def test_a_name_too_long_for_the_os_is_one_line(gan, capsys, tmp_path, monkeypatch):
