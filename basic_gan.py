@@ -313,9 +313,10 @@ def training_run(checkpoint):
         run.device, run.timer = dev, (time.perf_counter(), run.step)  # the timer: for images/s
         run.autocast = lambda: (torch.autocast(dev.type, torch.bfloat16) if prec == "bf16"
                                 else contextlib.nullcontext())
-        steps_per_epoch, _, _, report_every = plan(len(images))
+        steps_per_epoch, total, last, report_every = plan(len(images))
         print(f"training on {device_name(dev)} in {prec}: {count(epochs, 'epoch')} of "
-              f"{count(steps_per_epoch, 'step')}, a report every {report_every}")
+              f"{count(steps_per_epoch, 'step')}, a report every {report_every}"
+              + (f", stopping at step {last} (max_steps)" if last < total else ""))
         STOP.clear()
         stops = {s: signal.signal(s, lambda signum, _: STOP.append(signum)) for s in (
             signal.SIGINT, signal.SIGTERM) if threading.current_thread() is threading.main_thread()}
@@ -370,6 +371,8 @@ def training_data(dev):
         fail(f"{data_dir} holds {len(images)} training images, fewer than one batch of "
              f"{batch_size}: set --batch_size to at most {len(images)}")
     data = {"dataset": dataset, "images": len(images), "crc32": zlib.crc32(images.numpy())}
+    if conditional:  # what G will learn to draw, each by name: a folder in the wrong place shows
+        print(f"{len(classes)} classes: {', '.join(classes)}")
     if dev.type == "cuda" and images.nbytes > torch.cuda.mem_get_info(dev)[0] / 2:  # it goes there
         fail(f"{len(images)} images need {images.nbytes / 1e9:.1f} GB, more than half of what is "
              f"free on {dev}: try a smaller --image_size, or --device=cpu")
@@ -573,6 +576,9 @@ def finish(run, step, G):
         plt.xlabel("step"), plt.legend(["G loss", "D loss"]), plt.tight_layout()
         save_figure(fig, Path(out_dir) / "losses.png")
     print(f"saved {Path(out_dir) / 'generator.pth'} and {Path(out_dir) / 'discriminator.pth'}")
+    if step < plan(run.data["images"])[1]:  # max_steps stopped it short of its epochs
+        print(f"stopped at step {step} of {plan(run.data['images'])[1]} (max_steps). "
+              f"To go on: {resume_command()}")
 
 
 def evenly(n, most):  # at most `most` of n things, evenly spread, the first and the last among them
@@ -1066,6 +1072,9 @@ def restore_config(overrides):
         print(f"{out_dir} has finished its {count(epochs, 'epoch')} ({step} steps). To train it "
               f"longer: {resume_command(f'--epochs={2 * epochs}')}. The lr comes back to where "
               f"a {2 * epochs}-epoch schedule has it now and falls to 0 again by its end")
+    elif epochs != made_for:  # longer or shorter than it was made for: the lr follows the new one
+        print(f"note: {out_dir} was made for {count(made_for, 'epoch')}; it goes on for "
+              f"{count(epochs, 'epoch')} in all, its lr as that schedule has it")
     return ckpt if step < last else None
 
 

@@ -498,3 +498,19 @@ def test_a_resume_past_the_length_asked_for_says_where_the_run_is(gan, tiny_data
               f"--out_dir={tmp_path / 'b'}"])
     gan.main(["--resume", f"--out_dir={tmp_path / 'b'}", "--epochs=1"])
     assert "finished its 1 epoch (16 steps)" in capsys.readouterr().out
+
+
+def test_a_run_says_what_stops_it_and_what_it_learns(gan, tiny_data, tmp_path, capsys):
+    """A run stopped by --max_steps looked finished; a resume with fewer epochs shortened it without
+    a word; a conditional run never named the classes it found."""
+    gan.main([*RUN, "--epochs=3", "--max_steps=7", "--conditional", f"--data_dir={tiny_data}",
+              f"--out_dir={tmp_path}"])
+    out = capsys.readouterr().out
+    assert "10 classes: 0, 1, 2, 3, 4, 5, 6, 7, 8, 9\n" in out
+    assert "3 epochs of 16 steps, a report every 2, stopping at step 7 (max_steps)" in out
+    assert f"stopped at step 7 of 48 (max_steps). To go on: python basic_gan.py --resume " \
+           f"--out_dir={tmp_path}\n" in out
+    gan.main(["--resume", "--epochs=1", f"--out_dir={tmp_path}"])
+    out = capsys.readouterr().out
+    assert f"note: {tmp_path} was made for 3 epochs; it goes on for 1 epoch in all" in out
+    assert "stopped at step" not in out and load(tmp_path / "checkpoint.pt")["run"]["step"] == 16
