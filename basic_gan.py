@@ -21,9 +21,9 @@ from torchvision.utils import make_grid, save_image
 from tqdm.auto import tqdm
 
 # %% the constants: edit them here, or override them: python basic_gan.py --name=value
-epochs = 50                # passes over the 60k images, ~6 min on 2 cores; 40 draw visibly worse
+epochs = 50                # passes over the 60k images (6 min on 2 AVX-512 cores); 40 look worse
 batch_size = 128           # images per step
-lr = 4e-4                  # Adam learning rate, for G and D
+lr = 4e-4                  # Adam learning rate: D's, and G's n_critic times it
 lr_decay = 0.5             # over this last fraction of training, lr falls linearly to 0; 0 = off
 beta1 = 0.0                # Adam beta1; 0 = no momentum: each net answers the other's latest move
 beta2 = 0.9                # Adam beta2: a short memory of gradient sizes, as the game keeps moving
@@ -128,7 +128,7 @@ class BatchSpread(nn.Module):
 class Discriminator(nn.Module):
     def __init__(self, widths, pixels=28 * 28, classes=0):
         super().__init__()
-        self.embed = nn.Embedding(classes, widths[-1] + 1) if classes else None
+        self.embed = nn.Embedding(classes, widths[-1] + 1) if classes else None  # + the spread
         layers, width_in = [], pixels
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2, inplace=True)]
@@ -158,7 +158,7 @@ def make_models(dev, classes=0):  # classes: how many, for a conditional GAN
     return G, D, G_ema, opt_g, opt_d
 
 
-# %% one training step: D learns to tell real from fake, then G learns to fool D
+# %% one training step: D learns to tell real from fake; G, every n_critic-th step, to fool D
 criterion = nn.BCEWithLogitsLoss()  # on D's logit: -log D(x) for a label 1, -log(1 - D(x)) for 0
 D_CLASS_WEIGHT, G_CLASS_WEIGHT = 0.5, 4.0  # conditional: the class loss's pull on D and on G
 
@@ -258,7 +258,8 @@ def report(run, step, G, real, lr_now):
     images_per_s = log_scalars(run, step, mean, lr_now)
     tqdm.write(report_line(step, mean, images_per_s))  # step 500: D loss 1.36 (real 0.68 + ...
     fake = generate(G, run.fixed_noise, run.fixed_labels)  # the same each time: G's progress
-    run.progress.append(fake.add(1).mul(127.5).round().byte())  # for progress.png and .gif
+    run.progress.append(fake.add(1).mul(127.5).round().byte())  # progress.png, .gif: 1 byte a pixel
+    run.progress = run.progress[::2] if len(run.progress) > 200 else run.progress  # at most 200
     for tag, images in (("fake", fake), ("real", real[:64])):
         show(images, tag, step)
         run.writer.add_image(f"images/{tag}", grid(images), step)
@@ -434,8 +435,8 @@ def pick_device(say=False):
     """The device and precision to train in. auto: a CUDA GPU this torch can run on (if not, the
     reason is said), then a Mac's MPS, then the CPU. bf16 only where a CPU has it natively (AVX2
     steps ~25x slower in it); GPUs: fp32 with TF32."""
-    cuda, why_not = torch.cuda.is_available(), cuda_problem()
-    if device == "auto" and why_not and say:
+    cuda, why_not = torch.cuda.is_available(), cuda_problem() if device == "auto" else None
+    if why_not and say:
         print(f"note: {why_not}. Training on the CPU")
     mps = torch.backends.mps.is_available()
     auto = "cuda" if cuda and not why_not else "mps" if mps else "cpu"

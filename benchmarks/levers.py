@@ -2,14 +2,14 @@
 and score it.
 
     python benchmarks/levers.py --lever base no_spread "nor1=--r1_gamma=0" --seeds 0 1 2
-    python benchmarks/levers.py --lever base "critic1=--n_critic=1" --steps 4000 \\
+    python benchmarks/levers.py --lever base "critic1=--n_critic=1" --steps 6000 \\
         --dataset MNIST --data_dir=<digits>
     python benchmarks/levers.py --lever no_spread+ema_on_g_steps --steps 5200
 
 A lever is a named change to the file's story (listed in LEVERS below: a patch of its functions or
 classes, so basic_gan.py itself stays as it is), several of them joined by +, or NAME=FLAGS, plain
-command-line flags. Each run trains the default schedule (40 epochs' lr) in this process, stops
-after --steps (4,000 is about a Ctrl-C at 90 s on a 2-core AVX-512 CPU), and quality.py scores
+command-line flags. Each run trains the default schedule (its epochs' lr) in this process, stops
+after --steps (6,000 is about a Ctrl-C at 90 s on a 2-core AVX-512 CPU), and quality.py scores
 10,000 samples of the generator.pth it saved (the average of G, settled by the last save).
 Steps, not seconds: this compares what a change does to learning, free of the machine's drift;
 the wall time of each run is recorded beside it, so a change in a step's cost shows too. One JSON
@@ -92,10 +92,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lever", nargs="+", default=["base"],
-                   help=f"{', '.join(LEVERS)}, several joined by + (mbstd+g_every_2), "
+                   help=f"{', '.join(LEVERS)}, several joined by + (no_spread+ema_on_g_steps), "
                         "or NAME=FLAGS")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--dataset", default="FashionMNIST", choices=["MNIST", "FashionMNIST"])
     p.add_argument("--data_dir", default="/usr/share/datasets/fashion-mnist")
     p.add_argument("--flags", default="", help="flags every run gets, e.g. '--batch_size=64'")

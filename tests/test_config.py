@@ -109,7 +109,8 @@ def test_help_lists_constants_with_comments(gan, capsys):
     for name, default in gan.DEFAULTS.items():  # each constant, its default and its comment
         line = next(line for line in out.splitlines() if line.strip().startswith(f"--{name} "))
         assert f"(default: {default!r})" in line
-    assert "passes over the 60k images" in out and "Adam learning rate, for G and D" in out
+    assert "passes over the 60k images" in out
+    assert "Adam learning rate: D's, and G's n_critic times it" in out
     assert "--resume [BOOL] " in out and "[]" not in out  # not an empty list as the value
 
 

@@ -14,7 +14,9 @@ ROOT_ARCHS = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
 
 
 def a_gpu(monkeypatch, name, capability, archs=ROOT_ARCHS):
-    """torch as it answers on a machine with this GPU."""
+    """torch, a CUDA build of it, as it answers on a machine with this GPU."""
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: name)
@@ -27,6 +29,7 @@ def no_usable_gpu(monkeypatch, error):
     def init():
         raise RuntimeError(error)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     monkeypatch.setattr(torch.version, "cuda", "13.0")
     monkeypatch.setattr(torch.cuda, "init", init)
 

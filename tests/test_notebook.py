@@ -103,7 +103,7 @@ def test_the_file_pasted_into_one_cell_trains_with_its_edited_constants(tiny_dat
     # only its own constants, as the file sets them
     assert cells[2].outputs[0].text == "True 1 1 8 0\n"
     help_text = cells[3].outputs[0].text
-    assert ("Adam learning rate, for G and D" in help_text
+    assert ("Adam learning rate: D's, and G's n_critic times it" in help_text
             and "python basic_gan.py --resume" in help_text)
     assert "my_widths" not in help_text and "my_widths" not in torch.load(
         tmp_path / "pasted" / "checkpoint.pt", weights_only=True)["config"]

@@ -514,3 +514,14 @@ def test_a_run_says_what_stops_it_and_what_it_learns(gan, tiny_data, tmp_path, c
     out = capsys.readouterr().out
     assert f"note: {tmp_path} was made for 3 epochs; it goes on for 1 epoch in all" in out
     assert "stopped at step" not in out and load(tmp_path / "checkpoint.pt")["run"]["step"] == 16
+
+
+def test_g_learns_on_every_n_critic_th_step_at_n_critic_times_the_lr(gan, tiny_data, tmp_path):
+    gan.main([*RUN, "--epochs=1", "--max_steps=5", "--lr=1e-3", f"--data_dir={tiny_data}",
+              f"--out_dir={tmp_path}"])
+    checkpoint = load(tmp_path / "checkpoint.pt")
+    g, d = checkpoint["opt_g"], checkpoint["opt_d"]
+    assert (g["param_groups"][0]["lr"], d["param_groups"][0]["lr"]) == (2e-3, 1e-3)  # n_critic 2
+    assert (int(g["state"][0]["step"]), int(d["state"][0]["step"])) == (2, 5)  # steps 2 and 4
+    line = gan.report_line(7, {"D_real": 0.6, "D_fake": 0.7, "D(x)": 0.5, "D(G(z))": 0.4}, 100)
+    assert "G loss -, D(x) 0.50" in line  # a report whose steps had no G update
