@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 # %% the constants: edit them here, or override them: python basic_gan.py --name=value
 epochs = 50                # passes over the 60k images (6 min on 2 AVX-512 cores); 40 look worse
 batch_size = 128           # images per step
-lr = 4e-4                  # Adam learning rate: D's, and G's n_critic times it
+lr = 5e-4                  # Adam learning rate: D's, and G's n_critic times it
 lr_decay = 0.5             # over this last fraction of training, lr falls linearly to 0; 0 = off
 beta1 = 0.0                # Adam beta1; 0 = no momentum: each net answers the other's latest move
 beta2 = 0.9                # Adam beta2: a short memory of gradient sizes, as the game keeps moving
@@ -160,7 +160,7 @@ def make_models(dev, classes=0):  # classes: how many, for a conditional GAN
 
 # %% one training step: D learns to tell real from fake; G, every n_critic-th step, to fool D
 criterion = nn.BCEWithLogitsLoss()  # on D's logit: -log D(x) for a label 1, -log(1 - D(x)) for 0
-D_CLASS_WEIGHT, G_CLASS_WEIGHT = 0.5, 4.0  # conditional: the class loss's pull on D and on G
+D_CLASS_WEIGHT, G_CLASS_WEIGHT = 0.5, 1.0  # conditional: the class loss's pull on D and on G
 
 
 def r1_penalty(real, real_logit):

@@ -63,7 +63,14 @@ def ema_on_g_steps():
     bg.ema_update = ema_update
 
 
-LEVERS = {"base": lambda: None, "no_spread": no_spread, "ema_on_g_steps": ema_on_g_steps}
+def class_weight(player, weight):
+    """--conditional: the class loss pulls D or G (player) at this weight, not the story's."""
+    return lambda: setattr(bg, f"{player}_CLASS_WEIGHT", weight)
+
+
+LEVERS = {"base": lambda: None, "no_spread": no_spread, "ema_on_g_steps": ema_on_g_steps,
+          **{f"{player.lower()}_class_{weight:g}": class_weight(player, weight)
+             for player in "DG" for weight in (0.25, 0.5, 1, 2, 4)}}  # d_class_0.25, ...
 
 
 def one_run(lever, seed, args):
@@ -85,7 +92,8 @@ def one_run(lever, seed, args):
                                f"--cache={args.cache}", f"--n={args.n}"])
     return {"lever": name, "flags": flags, "dataset": args.dataset, "seed": seed,
             "steps": args.steps, "wall_s": round(wall, 1), "fid": fake["fid"], "is": fake["is"],
-            "min_share": fake["min_share"], "cpu": cpu_kind(), "threads": torch.get_num_threads()}
+            "min_share": fake["min_share"], "label_accuracy": fake.get("label_accuracy"),
+            "cpu": cpu_kind(), "threads": torch.get_num_threads()}
 
 
 def main(argv=None):
