@@ -577,9 +577,9 @@ def finish(run, step, G):
         plt.xlabel("step"), plt.legend(["G loss", "D loss"]), plt.tight_layout()
         save_figure(fig, Path(out_dir) / "losses.png")
     print(f"saved {Path(out_dir) / 'generator.pth'} and {Path(out_dir) / 'discriminator.pth'}")
-    if step < plan(run.data["images"])[1]:  # max_steps stopped it short of its epochs
-        print(f"stopped at step {step} of {plan(run.data['images'])[1]} (max_steps). "
-              f"To go on: {resume_command()}")
+    total_steps = plan(run.data["images"])[1]
+    if step < total_steps:  # max_steps stopped it short of its epochs
+        print(f"stopped at step {step} of {total_steps} (max_steps). To go on: {resume_command()}")
 
 
 def evenly(n, most):  # at most `most` of n things, evenly spread, the first and the last among them
