@@ -4,7 +4,7 @@ and score it.
     python benchmarks/levers.py --lever base no_spread "nor1=--r1_gamma=0" --seeds 0 1 2
     python benchmarks/levers.py --lever base "critic1=--n_critic=1" --steps 6000 \\
         --dataset MNIST --data_dir=<digits>
-    python benchmarks/levers.py --lever no_spread+ema_on_g_steps --steps 5200
+    python benchmarks/levers.py --lever no_spread+g_class_2 --flags=--conditional
 
 A lever is a named change to the file's story (listed in LEVERS below: a patch of its functions or
 classes, so basic_gan.py itself stays as it is), several of them joined by +, or NAME=FLAGS, plain
@@ -18,7 +18,6 @@ line per run goes to --results.
 import argparse
 import importlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -46,29 +45,12 @@ def no_spread():
     bg.Discriminator = Discriminator
 
 
-def ema_on_g_steps():
-    """The average of G moves only where G learned: between two of those G is the same, so two
-    moves towards it are one move with the decay squared (BatchNorm's statistics aside)."""
-    def floats(net):
-        return [*net.parameters(), *(b for b in net.buffers() if b.is_floating_point())]
-
-    def ema_update(G_ema, G, step, lr_share=1.0):
-        if (step + 1) % bg.n_critic or G_ema is None:  # only D learned: folded into the next
-            return
-        longest = 1 - (1 - bg.ema_decay) * max(lr_share, 0.1)
-        decays = [min((1 + s) / (21 + s), longest) if s else 0.0
-                  for s in range(step - bg.n_critic + 1, step + 1)]
-        decay = math.prod(decays)
-        torch._foreach_lerp_(floats(G_ema), floats(G), 1 - decay)
-    bg.ema_update = ema_update
-
-
 def class_weight(player, weight):
     """--conditional: the class loss pulls D or G (player) at this weight, not the story's."""
     return lambda: setattr(bg, f"{player}_CLASS_WEIGHT", weight)
 
 
-LEVERS = {"base": lambda: None, "no_spread": no_spread, "ema_on_g_steps": ema_on_g_steps,
+LEVERS = {"base": lambda: None, "no_spread": no_spread,
           **{f"{player.lower()}_class_{weight:g}": class_weight(player, weight)
              for player in "DG" for weight in (0.25, 0.5, 1, 2, 4)}}  # d_class_0.25, ...
 
@@ -100,7 +82,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lever", nargs="+", default=["base"],
-                   help=f"{', '.join(LEVERS)}, several joined by + (no_spread+ema_on_g_steps), "
+                   help=f"{', '.join(LEVERS)}, several joined by + (no_spread+g_class_2), "
                         "or NAME=FLAGS")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--steps", type=int, default=6000)

@@ -228,7 +228,7 @@ def test_levers_patch_the_story_one_run_at_a_time_and_score_each(blobs, tmp_path
     small = ("--g_widths=(32,64) --d_widths=(64,32) --z_dim=8 --batch_size=32 --device=cpu "
              "--precision=fp32")
     # a stack, then flags: no patch carries over
-    levers = ["no_spread+ema_on_g_steps", "critic1=--n_critic=1"]
+    levers = ["no_spread+g_class_2", "critic1=--n_critic=1"]
     run = run_script("--lever", *levers, "--steps=12", "--dataset=MNIST", f"--data_dir={data}",
                      f"--flags={small}", "--n=1000", f"--work={tmp_path}",
                      f"--results={tmp_path / 'r.jsonl'}", f"--cache={blobs[1][1].split('=', 1)[1]}",
@@ -246,12 +246,12 @@ def test_levers_patch_the_story_one_run_at_a_time_and_score_each(blobs, tmp_path
         return int(load(name, "checkpoint.pt")[opt]["state"][0]["step"])
 
     head_inputs = {name: load(name, "discriminator.pth")["state_dict"]["head.weight"].shape[1]
-                   for name in ("no_spread+ema_on_g_steps", "critic1")}
+                   for name in ("no_spread+g_class_2", "critic1")}
     # the story's D: + the batch's spread
-    assert head_inputs == {"no_spread+ema_on_g_steps": 32, "critic1": 33}
+    assert head_inputs == {"no_spread+g_class_2": 32, "critic1": 33}
     assert (adam_steps("critic1", "opt_g"), adam_steps("critic1", "opt_d")) == (12, 12)
-    assert (adam_steps("no_spread+ema_on_g_steps", "opt_g"),
-            adam_steps("no_spread+ema_on_g_steps", "opt_d")) == (6, 12)
+    assert (adam_steps("no_spread+g_class_2", "opt_g"),
+            adam_steps("no_spread+g_class_2", "opt_d")) == (6, 12)
     assert load("critic1", "checkpoint.pt")["config"]["n_critic"] == 1
 
 

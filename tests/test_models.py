@@ -25,7 +25,7 @@ def test_discriminator_gives_one_logit_per_image():
 
 
 def test_ema_warms_up_then_lags(gan):
-    gan.ema_decay = 0.999
+    gan.ema_decay, gan.n_critic = 0.999, 1  # G learns on every step
     G = gan.Generator(4, (8,))
     ema = gan.make_ema(G)
 
@@ -46,7 +46,7 @@ def test_ema_warms_up_then_lags(gan):
 
 def test_ema_span_grows_as_the_lr_falls(gan):
     # ~100 steps at the lr's peak (a run stopped early draws from a recent G), ~1,000 at its end.
-    gan.ema_decay = 0.99
+    gan.ema_decay, gan.n_critic = 0.99, 1
     G = gan.Generator(4, (8,))
     ema = gan.make_ema(G)
 
@@ -62,6 +62,29 @@ def test_ema_span_grows_as_the_lr_falls(gan):
                 p.add_(1.0)
         gan.ema_update(ema, G, step, lr_share)
         assert abs((weight(G) - weight(ema)).abs().mean().item() - kept) < 1e-4
+
+
+def test_the_average_moves_once_for_the_steps_that_leave_g_as_it_is(gan):
+    # G learns on every n_critic-th step: there the average makes the moves of that step and of
+    # the steps until G's next at once, and after them it is where a move on every step puts it.
+    torch.manual_seed(0)
+    G = gan.Generator(4, (8,))
+    folded, every_step = gan.make_ema(G), gan.make_ema(G)
+    for step in range(40):
+        if (step + 1) % 3 == 0:  # G learns
+            with torch.no_grad():
+                for p in G.parameters():
+                    p.add_(torch.randn_like(p))
+        before, gan.n_critic = [p.clone() for p in folded.parameters()], 3
+        gan.ema_update(folded, G, step, lr_share=0.5 if step > 20 else 1.0)
+        moved = not all(map(torch.equal, before, folded.parameters()))
+        assert moved == ((step + 1) % 3 == 0)  # on G's steps only
+        gan.n_critic = 1
+        gan.ema_update(every_step, G, step, lr_share=0.5 if step > 20 else 1.0)
+        if step % 3 == 1:  # the steps G's last move stood for are all made
+            assert all(torch.allclose(a, b, atol=1e-6) for a, b in
+                       zip(folded.parameters(), every_step.parameters()))
+    assert not torch.allclose(next(folded.parameters()), next(G.parameters()), atol=1e-2)
 
 
 def test_the_average_draws_with_batchnorm_statistics_of_its_own_output(gan):
