@@ -381,9 +381,9 @@ def training_data(dev):
 
 
 def make_ema(G):
-    """A copy of G that follows a running average of its weights (ema_update moves it
-    after every step): it draws the better digits, and the last save gives it BatchNorm statistics
-    measured on its own output (settled). It only samples, so it needs no gradients."""
+    """A copy of G that follows a running average of its weights (ema_update moves it after
+    each of G's steps): it draws the better digits, and the last save gives it BatchNorm
+    statistics measured on its own output (settled). It only samples, so it needs no gradients."""
     return copy.deepcopy(G).requires_grad_(False)
 
 
@@ -395,8 +395,8 @@ def ema_update(G_ema, G, step, lr_share=1.0):
     times that as the lr falls (lr_share: lr now / its peak): a run stopped early draws from a
     recent G, the end of a long one from a long, even average. G changes on every n_critic-th step
     only, so there the average makes that step's move and those of the n_critic - 1 steps after it
-    at once: all are towards the same G (1.02x a step; BatchNorm's statistics, which change on every
-    step, aside). The decay is a Python number: nothing waits for the device."""
+    at once, since all are towards the same G (exact for the weights, not for BatchNorm's
+    statistics, which change on every step). The decay is a Python number: nothing waits."""
     if G_ema is None or (step + 1) % n_critic:  # only D learned: G is as it was at its last move
         return
     longest = 1 - (1 - ema_decay) * max(lr_share, 0.1)

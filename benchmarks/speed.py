@@ -9,8 +9,8 @@ Both use the same Generator/Discriminator widths, batch size and number of steps
   textbook   torchvision DataLoader + ToTensor, a fresh G forward for each of the D and G steps,
              D's weights get gradients in G's step, plain Adam; as in the seed course
   basic_gan  basic_gan.train_step with the default constants, as its loop runs it (D learns on
-             every step, G on every n_critic-th, R1 on every r1_every-th, then the EMA of G), its
-             uint8 images batched by index, with no host sync between reports
+             every step, G on every n_critic-th, R1 on every r1_every-th, then, on G's steps, the
+             EMA of G), its uint8 images batched by index, with no host sync between reports
 The rounds alternate between the two and the best of each is kept, since this machine is noisy.
 It also times the data path alone and each precision: fp32, and bf16 (a few steps only, where the
 CPU lacks native bf16, to show why basic_gan never picks it there).
