@@ -287,3 +287,26 @@ def test_floor_has_its_own_help_and_errors(capsys, args, message):
         assert "Adam learning rate" not in out  # basic_gan's own help is not floor.py's
     else:
         assert exit_.value.code == 2 and message in err
+
+
+def test_the_class_spread_lever_sees_images_of_one_class_that_are_alike(monkeypatch):
+    import levers
+    monkeypatch.setattr(basic_gan, "Discriminator", basic_gan.Discriminator)  # put back after
+    story = basic_gan.Discriminator((16, 8), pixels=12, classes=3)
+    levers.class_spread()
+    torch.manual_seed(0)
+    D = basic_gan.Discriminator((16, 8), pixels=12, classes=3)
+    D.load_state_dict(story.state_dict())  # the same weights: only the spread differs
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    alike, varied = torch.randn(3, 12)[labels], torch.randn(6, 12)  # alike: 2 copies a class
+
+    def spread(d, images):  # the last feature D's head sees
+        seen = []
+        hook = d.head.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0]))
+        logit, classes = d(images, labels)
+        hook.remove()
+        assert logit.shape == (6, 1) and classes.shape == (6, 3)
+        return seen[0][0, -1].item()
+
+    assert spread(D, alike) < 1e-3 < spread(D, varied)
+    assert spread(story, alike) > 1e-2  # across classes the story's spread is wide anyway
