@@ -49,8 +49,7 @@ sample = 0                 # >0: train nothing, draw this many digits from out_d
 conditional = False        # True: G and D also see each image's class, so G draws the one asked for
 label = ""                 # the class --sample draws from a conditional G; "" = each in turn
 
-# The constants as written: every main() call starts from them, then applies its command line.
-# (Only the names this cell sets: a notebook's own variables are not constants. See constants_cell.)
+# The constants as this cell writes them (see constants_cell): each main() starts from them.
 DEFAULTS = {k: v for k, v in globals().items() if k.islower() and not k.startswith("_")
             and isinstance(v, (bool, int, float, str, tuple, list, Path, type(None)))}
 
@@ -119,10 +118,11 @@ class Generator(nn.Module):
 
 class BatchSpread(nn.Module):
     """Minibatch standard deviation (Karras et al. 2018): the batch's mean feature spread, as one
-    more feature of each image, so D sees a batch of fakes that are too alike: G collapsing."""
-    def forward(self, x):
-        spread = x.float().std(0, unbiased=False).mean().expand(len(x), 1)  # summed in fp32
-        return torch.cat([x, spread.to(x.dtype)], 1)
+    more feature of each image, so D sees fakes too alike (G collapsing); conditional: per class."""
+    def forward(self, x, labels=None, classes=0):
+        spread = (x.float().std(0, unbiased=False).mean() if labels is None  # summed in fp32
+                  else spread_within_classes(x, labels, classes))  # in the plumbing below
+        return torch.cat([x, spread.expand(len(x), 1).to(x.dtype)], 1)
 
 
 class Discriminator(nn.Module):
@@ -133,14 +133,14 @@ class Discriminator(nn.Module):
         for width in widths:
             layers += [nn.Linear(width_in, width), nn.LeakyReLU(0.2, inplace=True)]
             width_in = width
-        self.features = nn.Sequential(*layers, BatchSpread())  # the last: + 1, the batch's spread
+        self.features, self.spread = nn.Sequential(*layers), BatchSpread()  # then + 1: the spread
         self.head = nn.Linear(width_in + 1, 1 + classes)  # a logit: real or fake?, then one a class
 
     def forward(self, x, labels=None):
         """D's logit that x is real (the loss adds the sigmoid); conditional: also one per class."""
-        features = self.features(x)
         if self.embed is None:
-            return self.head(features), None
+            return self.head(self.spread(self.features(x))), None
+        features = self.spread(self.features(x), labels, self.embed.num_embeddings)  # per class
         logits = self.head(features)  # and a projection term: is x of its class? (Miyato & Koyama
         projection = (self.embed(labels) * features).sum(1, keepdim=True)  # 2018)
         return logits[:, :1] + projection, logits[:, 1:]  # and D's guess of each class (AC-GAN)
@@ -378,6 +378,20 @@ def training_data(dev):
         fail(f"{len(images)} images need {images.nbytes / 1e9:.1f} GB, more than half of what is "
              f"free on {dev}: try a smaller --image_size, or --device=cpu")
     return images.to(dev), labels.to(dev), classes, data  # 47 MB as uint8: on a GPU it stays
+
+
+def spread_within_classes(x, labels, classes):
+    """BatchSpread under --conditional: each class's feature spread among its images in the batch,
+    averaged over the classes with two or more. Across classes the spread is wide whatever G does:
+    within one, fakes of a class that are too alike show. Matrix products, with no host sync."""
+    members = nn.functional.one_hot(labels, classes).float()  # N x C: image n is of class c
+    counts = members.sum(0)
+    size = counts.clamp(min=1)[:, None]  # a class not in the batch: 0 / 1, not 0 / 0
+    mean = members.T @ x.float() / size
+    deviation = x.float() - mean[labels]
+    std = (members.T @ deviation.square() / size).add(1e-8).sqrt()  # C x features
+    shared = (counts > 1).float()  # one image is no spread
+    return (std.mean(1) * shared).sum() / shared.sum().clamp(min=1)
 
 
 def make_ema(G):
@@ -1004,8 +1018,8 @@ def load_generator(path, n=0):
     return G
 
 
-CHECKPOINT_FORMAT = 4  # 4: D sees the batch's spread; 3: D's head apart from its features;
-# 2: the data order from (seed, epoch)
+CHECKPOINT_FORMAT = 5  # 5: --conditional D's spread within each class; 4: D sees the batch's
+# spread; 3: D's head apart from its features; 2: the data order from (seed, epoch)
 PARTS = ("G", "D", "G_ema", "opt_g", "opt_d")
 # On --resume these may change: how long and where it goes on. The rest would make another run.
 NOT_THE_RUN = ("epochs", "data_dir", "max_steps", "info_step", "device", "precision", "out_dir",

@@ -32,6 +32,11 @@ import quality  # noqa: E402
 from time_to_quality import cpu_kind  # noqa: E402
 
 
+class NoSpread(nn.Module):
+    def forward(self, features, labels=None, classes=0):
+        return features  # none added
+
+
 def no_spread():
     """D without the batch's spread: its head sees only each image's own features."""
     Plain = bg.Discriminator
@@ -39,34 +44,9 @@ def no_spread():
     class Discriminator(Plain):
         def __init__(self, widths, pixels=28 * 28, classes=0):
             super().__init__(widths, pixels, classes)
-            self.features = self.features[:-1]  # the BatchSpread at the end
+            self.spread = NoSpread()
             self.head = nn.Linear(widths[-1], 1 + classes)
             self.embed = nn.Embedding(classes, widths[-1]) if classes else None
-    bg.Discriminator = Discriminator
-
-
-def class_spread():
-    """--conditional: D's batch spread taken within each class, then averaged over the classes in
-    the batch, so fakes of one class that are too alike show (across classes the spread is wide
-    anyway). The unconditional D is the story's."""
-    Plain = bg.Discriminator
-
-    class Discriminator(Plain):
-        def forward(self, x, labels=None):
-            if self.embed is None:
-                return super().forward(x, labels)
-            h = self.features[:-1](x)  # all but the story's BatchSpread
-            members = nn.functional.one_hot(labels, self.embed.num_embeddings).float()  # N x C
-            counts = members.sum(0)
-            mean = members.T @ h.float() / counts.clamp(min=1)[:, None]
-            deviation = h.float() - mean[labels]
-            std = (members.T @ deviation.square() / counts.clamp(min=1)[:, None]).add(1e-8).sqrt()
-            shared = (counts > 1).float()  # classes with at least two images in the batch
-            spread = (std.mean(1) * shared).sum() / shared.sum().clamp(min=1)
-            features = torch.cat([h, spread.expand(len(x), 1).to(h.dtype)], 1)
-            logits = self.head(features)
-            projection = (self.embed(labels) * features).sum(1, keepdim=True)
-            return logits[:, :1] + projection, logits[:, 1:]
     bg.Discriminator = Discriminator
 
 
@@ -75,7 +55,7 @@ def class_weight(player, weight):
     return lambda: setattr(bg, f"{player}_CLASS_WEIGHT", weight)
 
 
-LEVERS = {"base": lambda: None, "no_spread": no_spread, "class_spread": class_spread,
+LEVERS = {"base": lambda: None, "no_spread": no_spread,
           **{f"{player.lower()}_class_{weight:g}": class_weight(player, weight)
              for player in "DG" for weight in (0.25, 0.5, 1, 2, 4)}}  # d_class_0.25, ...
 

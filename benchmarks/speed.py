@@ -238,7 +238,10 @@ def main(argv=None):
     if args.conditional:  # in the same rounds, so that the ratio of the two is fair
         runs[f"conditional {prec}"] = basic_gan_steps(dev, prec, classes=10)
     if args.against:
-        runs[f"against {prec}"] = basic_gan_steps(dev, prec, bg=load_version(args.against))
+        against = load_version(args.against)
+        runs[f"against {prec}"] = basic_gan_steps(dev, prec, bg=against)
+        if args.conditional:
+            runs[f"against conditional {prec}"] = basic_gan_steps(dev, prec, 10, bg=against)
     seconds = best_seconds(runs, args.steps, args.rounds, dev)
     results = {name: args.steps * basic_gan.batch_size / s for name, s in seconds.items()}
     other = "fp32" if prec == "bf16" else "bf16"
@@ -248,10 +251,10 @@ def main(argv=None):
     results[f"basic_gan {other}"] = few * basic_gan.batch_size / s
 
     steps_per_epoch = 60000 // basic_gan.batch_size
-    print(f"{'':18} {'images/s':>10} {'60k epoch':>10} {'vs textbook':>12}")
+    print(f"{'':24} {'images/s':>10} {'60k epoch':>10} {'vs textbook':>12}")
     for name, ips in results.items():
         epoch_s = steps_per_epoch * basic_gan.batch_size / ips
-        print(f"{name:18} {ips:10.0f} {epoch_s:9.1f}s {ips / results['textbook']:11.2f}x")
+        print(f"{name:24} {ips:10.0f} {epoch_s:9.1f}s {ips / results['textbook']:11.2f}x")
     if dev.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**20:.0f} MiB")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10

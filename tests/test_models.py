@@ -24,6 +24,25 @@ def test_discriminator_gives_one_logit_per_image():
     assert (logits < 0).any() or (logits > 1).any()
 
 
+def test_under_conditional_the_batch_spread_is_taken_within_each_class():
+    """Across classes the spread is wide whatever G does; within one, fakes too alike show."""
+    torch.manual_seed(0)
+    spread = basic_gan.BatchSpread()
+    labels = torch.tensor([0, 0, 1, 1, 1, 3])  # class 2 absent, class 3 alone: no spread of its own
+    alike, varied = torch.randn(4, 12)[labels], torch.randn(6, 12)  # alike: copies within a class
+    for x in (alike, varied):
+        out = spread(x, labels, 4)
+        assert torch.equal(out[:, :-1], x) and (out[:, -1] == out[0, -1]).all()  # one, for all
+    assert spread(alike, labels, 4)[0, -1] < 1e-3 < 0.5 < spread(alike)[0, -1]
+    by_hand = torch.stack([varied[labels == c].std(0, unbiased=False).mean() for c in (0, 1)])
+    assert spread(varied, labels, 4)[0, -1].item() == pytest.approx(by_hand.mean().item(), abs=1e-6)
+    D = basic_gan.Discriminator((16, 8), pixels=12, classes=4)  # D takes it within each class
+    seen = []
+    D.head.register_forward_hook(lambda m, inputs, out: seen.append(inputs[0][0, -1].item()))
+    (logit, classes), _ = D(alike, labels), D(varied, labels)
+    assert logit.shape == (6, 1) and classes.shape == (6, 4) and seen[0] < 1e-3 < seen[1]
+
+
 def test_ema_warms_up_then_lags(gan):
     gan.ema_decay, gan.n_critic = 0.999, 1  # G learns on every step
     G = gan.Generator(4, (8,))
