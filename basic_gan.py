@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 # %% the constants: edit them here, or override them: python basic_gan.py --name=value
 epochs = 50                # passes over the 60k images (6 min on 2 AVX-512 cores); 40 look worse
 batch_size = 128           # images per step
-lr = 5e-4                  # Adam learning rate: D's, and G's n_critic times it
+lr = 6e-4                  # Adam learning rate: D's, and G's n_critic times it
 lr_decay = 0.5             # over this last fraction of training, lr falls linearly to 0; 0 = off
 beta1 = 0.0                # Adam beta1; 0 = no momentum: each net answers the other's latest move
 beta2 = 0.9                # Adam beta2: a short memory of gradient sizes, as the game keeps moving

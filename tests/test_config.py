@@ -40,9 +40,9 @@ def test_each_main_call_starts_from_the_file_constants(gan, tiny_data, tmp_path)
     G, _, _ = gan.main([*args, "--lr=1e-3", "--z_dim=16", f"--out_dir={tmp_path / 'a'}"])
     assert G.z_dim == 16 and gan.lr == 1e-3
     G, _, _ = gan.main([*args, f"--out_dir={tmp_path / 'b'}"])
-    assert G.z_dim == gan.DEFAULTS["z_dim"] == 64 and gan.lr == gan.DEFAULTS["lr"] == 5e-4
+    assert G.z_dim == gan.DEFAULTS["z_dim"] == 64 and gan.lr == gan.DEFAULTS["lr"] == 6e-4
     saved = torch.load(tmp_path / "b" / "generator.pth", weights_only=True)["config"]
-    assert saved["lr"] == 5e-4 and saved["z_dim"] == 64
+    assert saved["lr"] == 6e-4 and saved["z_dim"] == 64
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -98,8 +98,8 @@ def test_tensorboard_gets_losses_grids_and_hyperparameters(trained):
     assert (all(r1 > 0 for r1 in value("losses/R1"))
             and not any("class" in t for t in tags["scalars"]))
     lrs = [e.value for e in events.Scalars("charts/lr")]
-    assert (lrs[0] == pytest.approx(5e-4)
-            and lrs[-1] == pytest.approx(5e-4 * 3 / 16))  # falls over the last half
+    assert (lrs[0] == pytest.approx(6e-4)
+            and lrs[-1] == pytest.approx(6e-4 * 3 / 16))  # falls over the last half
     fake, real = events.Images("images/fake"), events.Images("images/real")
     assert [e.step for e in fake] == [5, 10, 15, 20, 25, 30]
     assert (fake[0].width, fake[0].height) == (242, 242)  # 64 digits, 8 by 8, 2-pixel padding
@@ -220,7 +220,7 @@ BAD_CHECKPOINTS = [  # (damage done to the checkpoint, flags of the resume, the 
     (lambda p: None, ["--dataset=FashionMNIST"],
      "made with dataset='MNIST': resuming with --dataset="),
     (lambda p: None, ["--lr=0.001"],
-     "made with lr=0.0005: resuming with --lr=0.001 would make another run"),
+     "made with lr=0.0006: resuming with --lr=0.001 would make another run"),
 ]
 
 
